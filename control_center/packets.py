@@ -1,0 +1,230 @@
+"""CCSDS Space Packets (CCSDS 133.0-B-2) with a CUC time secondary header (CCSDS 301.0-B-4).
+
+Layout of every ISLS packet::
+
+    octets 0-5   primary header (§4.1.3): version(3) type(1) sec-hdr flag(1) APID(11)
+                 sequence flags(2) sequence count(14) packet data length(16) = data octets - 1
+    octets 6-11  secondary header: CUC time, 4 octets coarse seconds + 2 octets fine
+                 (1/65536 s), TAI since the CCSDS epoch 1958-01-01 (301.0-B-4 §3.2.2.1.1)
+    ...          parameters, laid out by the telemetry database
+    last 2       packet error control: CRC-16-CCITT, initial value 0xFFFF, over all
+                 preceding octets (ECSS-E-ST-70-41C §7.4.3.1)
+
+The scalar classes here pack and unpack one unit; :func:`split_packets` cuts a buffer
+of back-to-back packets for the batch decoder in :mod:`control_center.codec`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import struct
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+PRIMARY_HEADER_LENGTH = 6
+CUC_LENGTH = 6
+CRC_LENGTH = 2
+TM_PACKET_TYPE = 0
+SEQUENCE_UNSEGMENTED = 0b11
+IDLE_APID = 0x7FF
+_HEADER = struct.Struct(">HHH")
+
+# Seconds from the CCSDS epoch (1958-01-01 TAI) to the Unix epoch: 4383 days.
+CCSDS_TO_UNIX_SECONDS = 378_691_200
+FINE_PER_SECOND = 65536
+
+# TAI-UTC from each UTC date on (IERS Bulletin C). 37 s since 2017-01-01; the IERS has
+# announced no leap second since, so the table needs a new row only when one does.
+_LEAP_SECONDS_UTC: tuple[tuple[int, int], ...] = (
+    (63072000, 10), (78796800, 11), (94694400, 12), (126230400, 13), (157766400, 14),
+    (189302400, 15), (220924800, 16), (252460800, 17), (283996800, 18), (315532800, 19),
+    (362793600, 20), (394329600, 21), (425865600, 22), (489024000, 23), (567993600, 24),
+    (631152000, 25), (662688000, 26), (709948800, 27), (741484800, 28), (773020800, 29),
+    (820454400, 30), (867715200, 31), (915148800, 32), (1136073600, 33), (1230768000, 34),
+    (1341100800, 35), (1435708800, 36), (1483228800, 37),
+)
+_LEAP_UTC = np.array([u for u, _ in _LEAP_SECONDS_UTC], dtype=np.int64)
+_LEAP_OFFSET = np.array([o for _, o in _LEAP_SECONDS_UTC], dtype=np.int64)
+_LEAP_TAI = _LEAP_UTC + _LEAP_OFFSET  # the same instants on the TAI scale
+
+
+def crc16(data: bytes | memoryview, initial: int = 0xFFFF) -> int:
+    """CRC-16-CCITT (polynomial 0x1021, not reflected), as CCSDS 132.0-B-3 §4.1.6 and PUS."""
+    return binascii.crc_hqx(data, initial)
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryHeader:
+    """CCSDS 133.0-B-2 §4.1.3 packet primary header."""
+
+    apid: int
+    sequence_count: int
+    data_length: int  # octets in the packet data field (the wire field holds this - 1)
+    version: int = 0
+    packet_type: int = TM_PACKET_TYPE
+    secondary_header: bool = True
+    sequence_flags: int = SEQUENCE_UNSEGMENTED
+
+    def pack(self) -> bytes:
+        if not 1 <= self.data_length <= 65536:
+            raise ValueError(f"data field length {self.data_length} outside 1..65536 octets")
+        word1 = ((self.version & 0x7) << 13) | ((self.packet_type & 1) << 12) \
+            | (int(self.secondary_header) << 11) | (self.apid & 0x7FF)
+        word2 = ((self.sequence_flags & 0x3) << 14) | (self.sequence_count & 0x3FFF)
+        return _HEADER.pack(word1, word2, self.data_length - 1)
+
+    @classmethod
+    def unpack(cls, data: bytes | memoryview) -> PrimaryHeader:
+        if len(data) < PRIMARY_HEADER_LENGTH:
+            raise ValueError(f"a primary header needs 6 octets, got {len(data)}")
+        word1, word2, length = _HEADER.unpack_from(data)
+        return cls(
+            version=word1 >> 13, packet_type=(word1 >> 12) & 1,
+            secondary_header=bool((word1 >> 11) & 1), apid=word1 & 0x7FF,
+            sequence_flags=word2 >> 14, sequence_count=word2 & 0x3FFF,
+            data_length=length + 1,
+        )
+
+    @property
+    def packet_length(self) -> int:
+        return PRIMARY_HEADER_LENGTH + self.data_length
+
+
+@dataclass(frozen=True, slots=True)
+class CucTime:
+    """CCSDS 301.0-B-4 §3.2 unsegmented time code, 4 octets coarse and 2 octets fine."""
+
+    coarse: int
+    fine: int = 0
+
+    def pack(self) -> bytes:
+        return struct.pack(">IH", self.coarse, self.fine)
+
+    @classmethod
+    def unpack(cls, data: bytes | memoryview) -> CucTime:
+        coarse, fine = struct.unpack_from(">IH", data)
+        return cls(coarse, fine)
+
+    @classmethod
+    def from_unix(cls, unix_seconds: float) -> CucTime:
+        """The onboard (TAI) time code of a UTC instant given as Unix seconds."""
+        whole = int(unix_seconds // 1)
+        fine = round((unix_seconds - whole) * FINE_PER_SECOND)
+        if fine == FINE_PER_SECOND:
+            whole, fine = whole + 1, 0
+        offset = int(_LEAP_OFFSET[max(0, int(np.searchsorted(_LEAP_UTC, whole, "right")) - 1)])
+        return cls(whole + offset + CCSDS_TO_UNIX_SECONDS, fine)
+
+    def to_unix_ns(self) -> int:
+        return int(cuc_to_unix_ns(np.array([self.coarse], dtype=np.int64),
+                                  np.array([self.fine], dtype=np.int64))[0])
+
+
+def cuc_to_unix_ns(coarse: npt.NDArray[np.integer], fine: npt.NDArray[np.integer]
+                   ) -> npt.NDArray[np.int64]:
+    """Onboard TAI CUC times to UTC nanoseconds since the Unix epoch, vectorised."""
+    tai = coarse.astype(np.int64) - CCSDS_TO_UNIX_SECONDS
+    index = np.searchsorted(_LEAP_TAI, tai, side="right") - 1
+    offset = _LEAP_OFFSET[np.clip(index, 0, None)]
+    fine_ns = (fine.astype(np.int64) * 1_000_000_000) >> 16
+    return (tai - offset) * 1_000_000_000 + fine_ns
+
+
+@dataclass(frozen=True, slots=True)
+class SpacePacket:
+    """One whole packet: header plus data field (secondary header, parameters, CRC)."""
+
+    header: PrimaryHeader
+    data: bytes
+
+    def pack(self) -> bytes:
+        return self.header.pack() + self.data
+
+    @classmethod
+    def unpack(cls, buffer: bytes | memoryview) -> SpacePacket:
+        header = PrimaryHeader.unpack(buffer)
+        end = header.packet_length
+        if len(buffer) < end:
+            raise ValueError(f"packet of APID {header.apid} declares {end} octets, "
+                             f"only {len(buffer)} present")
+        return cls(header, bytes(buffer[PRIMARY_HEADER_LENGTH:end]))
+
+
+def build_packet(apid: int, sequence_count: int, body: bytes, *, time: CucTime | None,
+                 error_control: bool = True) -> bytes:
+    """A whole packet around ``body`` (the parameter octets), with CUC time and CRC."""
+    data = (time.pack() if time is not None else b"") + body
+    header = PrimaryHeader(apid=apid, sequence_count=sequence_count,
+                           data_length=len(data) + (CRC_LENGTH if error_control else 0),
+                           secondary_header=time is not None)
+    packet = header.pack() + data
+    if error_control:
+        packet += crc16(packet).to_bytes(2, "big")
+    return packet
+
+
+@dataclass(slots=True)
+class SplitResult:
+    """Packets found in a buffer, by APID, and what could not be used."""
+
+    by_apid: dict[int, list[bytes]]
+    errors: Counter[str]
+    idle: int = 0
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.by_apid.values())
+
+
+def split_packets(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),
+                  lengths: dict[int, int] | None = None) -> SplitResult:
+    """Cut back-to-back packets out of ``buffer``.
+
+    ``lengths`` maps the APIDs the telemetry database knows to their packet length; a
+    packet of a known APID with another length is counted as ``wrong_length``.
+    APIDs in ``check_crc`` must close with a valid CRC-16 (``bad_crc`` otherwise).
+    A header that is not a TM packet header, or a length running past the end of
+    the buffer, means the rest of the buffer cannot be trusted: it is counted
+    (``bad_header``/``truncated``) and dropped, and the good packets before it kept.
+    """
+    by_apid: dict[int, list[bytes]] = {}
+    errors: Counter[str] = Counter()
+    idle = 0
+    position = 0
+    end = len(buffer)
+    view = memoryview(buffer)
+    while position < end:
+        if end - position < PRIMARY_HEADER_LENGTH:
+            errors["truncated"] += 1
+            break
+        word1, _word2, length_field = _HEADER.unpack_from(buffer, position)
+        if word1 >> 12 != 0:  # version 0 and TM type: CCSDS 133.0-B-2 §4.1.3.2-3
+            errors["bad_header"] += 1
+            break
+        apid = word1 & 0x7FF
+        total = PRIMARY_HEADER_LENGTH + length_field + 1
+        if position + total > end:
+            errors["truncated"] += 1
+            break
+        packet = view[position:position + total]
+        position += total
+        if apid == IDLE_APID:
+            idle += 1
+            continue
+        if lengths is not None:
+            expected = lengths.get(apid)
+            if expected is None:
+                errors["unknown_apid"] += 1
+                continue
+            if expected != total:
+                errors["wrong_length"] += 1
+                continue
+        if apid in check_crc and crc16(packet) != 0:
+            # Running the CRC over data plus its own CRC gives 0 when intact.
+            errors["bad_crc"] += 1
+            continue
+        by_apid.setdefault(apid, []).append(bytes(packet))
+    return SplitResult(by_apid, errors, idle)

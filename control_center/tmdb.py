@@ -1,0 +1,554 @@
+"""The telemetry database (TMDB): what every packet and parameter of a spacecraft means.
+
+One YAML file per spacecraft under ``config/tmdb/``. It is the single source of truth:
+the decoder, the simulators' encoder, limits and dashboards all read it.
+
+Bit offsets count from the first bit of the packet, primary header included (the
+convention of ccsdspy's packet definitions, so its CSV files import unchanged). A
+parameter without ``bit_offset`` follows the previous one (the first follows the
+headers). See the README, section "Telemetry database", for the full format.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import yaml
+
+from control_center.errors import TmdbError
+
+ParameterType = Literal["unsigned", "signed", "float", "enum", "boolean"]
+PARAMETER_TYPES: tuple[str, ...] = ("unsigned", "signed", "float", "enum", "boolean")
+ByteOrder = Literal["big", "little"]
+TimeSource = Literal["cuc", "receive"]
+
+PRIMARY_HEADER_BITS = 48  # CCSDS 133.0-B-2 §4.1.3: 6 octets
+CUC_BITS = 48  # secondary header: CUC 4 octets coarse + 2 octets fine (CCSDS 301.0-B-4 §3.2)
+CRC_BITS = 16  # packet error control: CRC-16-CCITT over the whole packet (ECSS-E-ST-70-41C)
+MAX_PACKET_BYTES = 65542  # 6-octet header + 65536 octets of data field
+IDLE_APID = 0x7FF
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Yellow (warning) and red (critical) limits; ``None`` means no limit on that side."""
+
+    yellow_low: float | None = None
+    yellow_high: float | None = None
+    red_low: float | None = None
+    red_high: float | None = None
+
+    @property
+    def defined(self) -> bool:
+        return any(v is not None for v in (self.yellow_low, self.yellow_high,
+                                           self.red_low, self.red_high))
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Raw to engineering conversion.
+
+    ``polynomial``: eng = c0 + c1*raw + c2*raw**2 + ...; ``table``: piecewise linear
+    interpolation between (raw, eng) points, raw strictly increasing.
+    """
+
+    kind: Literal["none", "polynomial", "table"] = "none"
+    coefficients: tuple[float, ...] = ()
+    table: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    name: str
+    bit_offset: int
+    bit_length: int
+    type: ParameterType
+    byte_order: ByteOrder = "big"
+    calibration: Calibration = Calibration()
+    states: Mapping[int, str] = field(default_factory=dict)
+    unit: str = ""
+    limits: Limits = Limits()
+    description: str = ""
+    overlay: bool = False
+    report: bool = False
+
+    @property
+    def is_float_value(self) -> bool:
+        """Whether the engineering value is stored as a float (else integer or boolean)."""
+        return self.type == "float" or self.calibration.kind != "none"
+
+
+@dataclass(frozen=True, slots=True)
+class PacketDef:
+    name: str
+    apid: int
+    length: int  # whole packet in octets, primary header included
+    parameters: tuple[Parameter, ...]
+    description: str = ""
+    period: float | None = None  # nominal seconds between packets, for counts and staleness
+    time: TimeSource = "cuc"
+    error_control: bool = True  # a CRC-16 trailer closes the packet
+
+    def parameter(self, name: str) -> Parameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Tmdb:
+    spacecraft: str
+    packets: tuple[PacketDef, ...]
+    spacecraft_id: int = 0
+    mission: str = ""
+    agency: str = ""
+    description: str = ""
+    source: str = ""
+
+    def by_apid(self) -> dict[int, PacketDef]:
+        return {p.apid: p for p in self.packets}
+
+    def packet(self, name: str) -> PacketDef:
+        for p in self.packets:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Collector:
+    """Gathers every problem in a file so the user fixes them all in one go."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def add(self, where: str, reason: str) -> None:
+        self.problems.append(f"{self.source}: {where}: {reason}")
+
+
+def _number(value: Any, where: str, key: str, errors: _Collector) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        errors.add(where, f"{key} must be a number, got {value!r}")
+        return None
+    return float(value)
+
+
+def _int(value: Any, where: str, key: str, errors: _Collector, *, minimum: int = 0,
+         maximum: int | None = None) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors.add(where, f"{key} must be an integer, got {value!r}")
+        return None
+    if value < minimum or (maximum is not None and value > maximum):
+        limit = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        errors.add(where, f"{key} must be {limit}, got {value}")
+        return None
+    return value
+
+
+_PARAMETER_KEYS = {"name", "bit_offset", "bit_length", "type", "byte_order", "calibration",
+                   "states", "unit", "limits", "description", "overlay", "report"}
+_PACKET_KEYS = {"name", "apid", "description", "period", "time", "error_control", "length",
+                "parameters"}
+_TOP_KEYS = {"spacecraft", "spacecraft_id", "mission", "agency", "description", "packets"}
+
+
+def _parse_limits(raw: Any, where: str, errors: _Collector) -> Limits:
+    if raw is None:
+        return Limits()
+    if not isinstance(raw, dict):
+        errors.add(where, "limits must be a mapping with keys yellow and/or red")
+        return Limits()
+    values: dict[str, float | None] = {}
+    for level in ("yellow", "red"):
+        pair = raw.get(level)
+        if pair is None:
+            values[f"{level}_low"] = values[f"{level}_high"] = None
+            continue
+        if not isinstance(pair, list) or len(pair) != 2:
+            errors.add(where, f"limits.{level} must be [low, high] (null for no limit)")
+            continue
+        values[f"{level}_low"] = _number(pair[0], where, f"limits.{level}[0]", errors)
+        values[f"{level}_high"] = _number(pair[1], where, f"limits.{level}[1]", errors)
+    for key in raw:
+        if key not in ("yellow", "red"):
+            errors.add(where, f"limits: unknown key {key!r} (expected yellow, red)")
+    limits = Limits(**values)
+    # Red must lie outside yellow: an operator expects warning before critical.
+    if limits.yellow_low is not None and limits.red_low is not None \
+            and limits.red_low > limits.yellow_low:
+        errors.add(where, "limits: red low must not be above yellow low")
+    if limits.yellow_high is not None and limits.red_high is not None \
+            and limits.red_high < limits.yellow_high:
+        errors.add(where, "limits: red high must not be below yellow high")
+    for level in ("yellow", "red"):
+        low, high = values.get(f"{level}_low"), values.get(f"{level}_high")
+        if low is not None and high is not None and low >= high:
+            errors.add(where, f"limits.{level}: low {low} must be below high {high}")
+    return limits
+
+
+def _parse_calibration(raw: Any, where: str, errors: _Collector) -> Calibration:
+    if raw is None:
+        return Calibration()
+    if not isinstance(raw, dict) or len(raw) != 1:
+        errors.add(where, "calibration must be {polynomial: [c0, c1, ...]} "
+                          "or {table: [[raw, eng], ...]}")
+        return Calibration()
+    (kind, value), = raw.items()
+    if kind == "polynomial":
+        if not isinstance(value, list) or not value:
+            errors.add(where, "calibration.polynomial must be a non-empty list of coefficients")
+            return Calibration()
+        coefficients = [_number(c, where, "calibration.polynomial", errors) for c in value]
+        if any(c is None for c in coefficients):
+            return Calibration()
+        return Calibration("polynomial", coefficients=tuple(cast(list[float], coefficients)))
+    if kind == "table":
+        if not isinstance(value, list) or len(value) < 2 or not all(
+                isinstance(p, list) and len(p) == 2 for p in value):
+            errors.add(where, "calibration.table must list at least two [raw, eng] points")
+            return Calibration()
+        points = [(_number(r, where, "calibration.table raw", errors),
+                   _number(e, where, "calibration.table eng", errors)) for r, e in value]
+        if any(r is None or e is None for r, e in points):
+            return Calibration()
+        table = tuple((float(cast(float, r)), float(cast(float, e))) for r, e in points)
+        if any(b[0] <= a[0] for a, b in zip(table, table[1:], strict=False)):
+            errors.add(where, "calibration.table raw values must be strictly increasing")
+        return Calibration("table", table=table)
+    errors.add(where, f"calibration: unknown kind {kind!r} (expected polynomial or table)")
+    return Calibration()
+
+
+def _parse_parameter(raw: Any, where: str, next_offset: int,
+                     errors: _Collector) -> Parameter | None:
+    if not isinstance(raw, dict):
+        errors.add(where, "a parameter must be a mapping")
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        errors.add(where, f"name must be lower_snake_case letters, digits and _, got {name!r}")
+        return None
+    where = f"{where} {name!r}"
+    for key in raw:
+        if key not in _PARAMETER_KEYS:
+            errors.add(where, f"unknown key {key!r}")
+    ptype = raw.get("type")
+    if ptype not in PARAMETER_TYPES:
+        errors.add(where, f"type must be one of {', '.join(PARAMETER_TYPES)}, got {ptype!r}")
+        return None
+    bit_length = _int(raw.get("bit_length"), where, "bit_length", errors, minimum=1, maximum=64)
+    offset_raw = raw.get("bit_offset", next_offset)
+    bit_offset = _int(offset_raw, where, "bit_offset", errors)
+    if bit_length is None or bit_offset is None:
+        return None
+    byte_order = raw.get("byte_order", "big")
+    if byte_order not in ("big", "little"):
+        errors.add(where, f"byte_order must be big or little, got {byte_order!r}")
+        byte_order = "big"
+    aligned = bit_offset % 8 == 0
+    if ptype == "float" and (bit_length not in (32, 64) or not aligned):
+        errors.add(where, "a float must be 32 or 64 bits and start on an octet boundary")
+    if byte_order == "little" and (not aligned or bit_length % 8):
+        errors.add(where, "a little-endian field must start on an octet and fill whole octets")
+    if not aligned and bit_offset % 8 + bit_length > 64:
+        errors.add(where, "a field not starting on an octet must fit in 8 octets")
+    states: dict[int, str] = {}
+    raw_states = raw.get("states")
+    if ptype == "enum":
+        if not isinstance(raw_states, dict) or not raw_states:
+            errors.add(where, "an enum needs states: {value: NAME, ...}")
+        else:
+            for value, label in raw_states.items():
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0 \
+                        or value >= 1 << bit_length:
+                    errors.add(where, f"state value {value!r} does not fit in "
+                                      f"{bit_length} unsigned bits")
+                elif not isinstance(label, str) or not label:
+                    errors.add(where, f"state {value} needs a name")
+                else:
+                    states[value] = label
+    elif raw_states is not None:
+        errors.add(where, "states are only for type enum")
+    calibration = _parse_calibration(raw.get("calibration"), where, errors)
+    if calibration.kind != "none" and ptype in ("enum", "boolean", "float"):
+        errors.add(where, f"a {ptype} parameter takes no calibration")
+    limits = _parse_limits(raw.get("limits"), where, errors)
+    if limits.defined and ptype in ("enum", "boolean"):
+        errors.add(where, f"a {ptype} parameter takes no numeric limits")
+    for key in ("unit", "description"):
+        if not isinstance(raw.get(key, ""), str):
+            errors.add(where, f"{key} must be text")
+    for key in ("overlay", "report"):
+        if not isinstance(raw.get(key, False), bool):
+            errors.add(where, f"{key} must be true or false")
+    return Parameter(
+        name=name, bit_offset=bit_offset, bit_length=bit_length,
+        type=cast(ParameterType, ptype), byte_order=cast(ByteOrder, byte_order),
+        calibration=calibration, states=states, unit=str(raw.get("unit", "")),
+        limits=limits, description=str(raw.get("description", "")),
+        overlay=bool(raw.get("overlay", False)), report=bool(raw.get("report", False)),
+    )
+
+
+def _parse_packet(raw: Any, where: str, errors: _Collector) -> PacketDef | None:
+    if not isinstance(raw, dict):
+        errors.add(where, "a packet must be a mapping")
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        errors.add(where, f"name must be lower_snake_case, got {name!r}")
+        return None
+    where = f"packet {name!r}"
+    for key in raw:
+        if key not in _PACKET_KEYS:
+            errors.add(where, f"unknown key {key!r}")
+    apid = _int(raw.get("apid"), where, "apid", errors, maximum=0x7FE)
+    time_source = raw.get("time", "cuc")
+    if time_source not in ("cuc", "receive"):
+        errors.add(where, f"time must be cuc or receive, got {time_source!r}")
+        time_source = "cuc"
+    error_control = raw.get("error_control", "crc16")
+    if error_control not in ("crc16", "none"):
+        errors.add(where, f"error_control must be crc16 or none, got {error_control!r}")
+    period = _number(raw.get("period"), where, "period", errors)
+    if period is not None and period <= 0:
+        errors.add(where, "period must be positive seconds")
+    raw_parameters = raw.get("parameters")
+    if not isinstance(raw_parameters, list) or not raw_parameters:
+        errors.add(where, "parameters must be a non-empty list")
+        return None
+    header_bits = PRIMARY_HEADER_BITS + (CUC_BITS if time_source == "cuc" else 0)
+    next_offset = header_bits
+    parameters: list[Parameter] = []
+    for index, raw_parameter in enumerate(raw_parameters):
+        parameter = _parse_parameter(raw_parameter, f"{where} parameter #{index + 1}",
+                                     next_offset, errors)
+        if parameter is not None:
+            parameters.append(parameter)
+            next_offset = max(next_offset, parameter.bit_offset + parameter.bit_length)
+    trailer = CRC_BITS if error_control == "crc16" else 0
+    needed = math.ceil(next_offset / 8) + trailer // 8
+    length_raw = raw.get("length")
+    if length_raw is None:
+        length = needed
+    else:
+        length = _int(length_raw, where, "length", errors, minimum=7,
+                      maximum=MAX_PACKET_BYTES) or needed
+    data_end = (length * 8) - trailer
+    names: set[str] = set()
+    for p in parameters:
+        pwhere = f"{where} parameter {p.name!r}"
+        if p.name in names:
+            errors.add(pwhere, "duplicate parameter name")
+        names.add(p.name)
+        if p.bit_offset + p.bit_length > data_end:
+            errors.add(pwhere, f"bits {p.bit_offset}..{p.bit_offset + p.bit_length - 1} "
+                               f"lie outside the packet's {data_end} data bits")
+        if p.bit_offset < header_bits and not p.overlay:
+            errors.add(pwhere, f"bit_offset {p.bit_offset} overlaps the packet headers "
+                               f"(bits 0..{header_bits - 1}); mark it overlay: true if meant")
+    # Overlaps are errors unless the later field says it overlays on purpose
+    # (a status word and the flags inside it).
+    spans = sorted((p.bit_offset, p.bit_offset + p.bit_length, p) for p in parameters
+                   if not p.overlay)
+    for (_s1, e1, a), (s2, _e2, b) in zip(spans, spans[1:], strict=False):
+        if s2 < e1:
+            errors.add(f"{where} parameter {b.name!r}",
+                       f"overlaps parameter {a.name!r}; mark one overlay: true if meant")
+    if apid is None:
+        return None
+    return PacketDef(
+        name=name, apid=apid, length=length, parameters=tuple(parameters),
+        description=str(raw.get("description", "")), period=period,
+        time=cast(TimeSource, time_source), error_control=error_control == "crc16",
+    )
+
+
+def parse_tmdb(document: Any, source: str) -> Tmdb:
+    """Validate a parsed YAML document; raise :class:`TmdbError` listing every problem."""
+    errors = _Collector(source)
+    if not isinstance(document, dict):
+        raise TmdbError([f"{source}: the file must be a mapping with spacecraft and packets"])
+    for key in document:
+        if key not in _TOP_KEYS:
+            errors.add("top level", f"unknown key {key!r}")
+    spacecraft = document.get("spacecraft")
+    if not isinstance(spacecraft, str) or not NAME_PATTERN.match(spacecraft):
+        errors.add("spacecraft", f"must be a lower_snake_case name, got {spacecraft!r}")
+        spacecraft = "unknown"
+    spacecraft_id = _int(document.get("spacecraft_id", 0), "spacecraft_id", "spacecraft_id",
+                         errors, maximum=0x3FF)
+    raw_packets = document.get("packets")
+    packets: list[PacketDef] = []
+    if not isinstance(raw_packets, list) or not raw_packets:
+        errors.add("packets", "must be a non-empty list")
+    else:
+        for index, raw_packet in enumerate(raw_packets):
+            packet = _parse_packet(raw_packet, f"packet #{index + 1}", errors)
+            if packet is not None:
+                packets.append(packet)
+    seen_names: dict[str, str] = {}
+    seen_apids: dict[int, str] = {}
+    for packet in packets:
+        if packet.name in seen_names:
+            errors.add(f"packet {packet.name!r}", "duplicate packet name")
+        if packet.apid in seen_apids:
+            errors.add(f"packet {packet.name!r}",
+                       f"apid {packet.apid} is already used by {seen_apids[packet.apid]!r}")
+        seen_names[packet.name] = packet.name
+        seen_apids[packet.apid] = packet.name
+    if errors.problems:
+        raise TmdbError(errors.problems)
+    return Tmdb(
+        spacecraft=spacecraft, packets=tuple(packets), spacecraft_id=spacecraft_id or 0,
+        mission=str(document.get("mission", "")), agency=str(document.get("agency", "")),
+        description=str(document.get("description", "")), source=source,
+    )
+
+
+def load_tmdb(path: Path) -> Tmdb:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TmdbError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TmdbError([f"{path}: not valid YAML: {exc}"]) from None
+    return parse_tmdb(document, str(path))
+
+
+def load_tmdbs(paths: Sequence[Path]) -> list[Tmdb]:
+    """Load several files, reporting the problems of all of them together."""
+    problems: list[str] = []
+    tmdbs: list[Tmdb] = []
+    for path in paths:
+        try:
+            tmdbs.append(load_tmdb(path))
+        except TmdbError as exc:
+            problems.extend(exc.problems)
+    names: dict[str, str] = {}
+    for tmdb in tmdbs:
+        if tmdb.spacecraft in names:
+            problems.append(f"{tmdb.source}: spacecraft: {tmdb.spacecraft!r} is also defined "
+                            f"in {names[tmdb.spacecraft]}")
+        names[tmdb.spacecraft] = tmdb.source
+    if problems:
+        raise TmdbError(problems)
+    return tmdbs
+
+
+# ------------------------------------------------------------------ ccsdspy CSV import
+
+_CSV_TYPES = {"uint": "unsigned", "int": "signed", "float": "float"}
+
+
+def _clean_name(name: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
+    if not cleaned or not cleaned[0].isalpha():
+        cleaned = f"p_{cleaned}"
+    return cleaned
+
+
+def import_ccsdspy_csv(path: Path, apid: int, name: str,
+                       length: int | None = None) -> dict[str, Any]:
+    """Turn a ccsdspy packet definition CSV into a TMDB packet mapping.
+
+    Columns ``name, data_type, bit_length`` and optionally ``bit_offset`` and
+    ``calibration`` (JSON: ``{"0": c0, "1": c1}`` polynomial coefficients by power,
+    or ``{"0": "STATE", ...}`` enum states). As in ccsdspy, explicit bit offsets
+    count from the start of the packet, primary header included; without them the
+    fields follow the primary header back to back. Packets imported this way carry
+    no CUC secondary header or CRC of ours: their time is the receive time. ``length``
+    is the whole packet in octets when the fields do not reach its end.
+    """
+    where = str(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, skipinitialspace=True))
+            columns = set(rows[0].keys()) if rows else set()
+    except OSError as exc:
+        raise TmdbError([f"{where}: cannot read: {exc.strerror}"]) from None
+    problems: list[str] = []
+    missing = {"name", "data_type", "bit_length"} - columns
+    if not rows or missing:
+        raise TmdbError([f"{where}: needs columns name, data_type, bit_length "
+                         f"(missing: {', '.join(sorted(missing)) or 'all rows'})"])
+    parameters: list[dict[str, Any]] = []
+    next_offset = PRIMARY_HEADER_BITS
+    covered: list[tuple[int, int]] = []
+    for line, row in enumerate(rows, start=2):
+        rwhere = f"{where}:{line}"
+        data_type = (row.get("data_type") or "").strip()
+        if "(" in data_type:
+            problems.append(f"{rwhere}: array field {data_type!r} is not supported; "
+                            "list its elements as separate rows")
+            continue
+        if data_type not in _CSV_TYPES:
+            problems.append(f"{rwhere}: data_type {data_type!r} is not one of uint, int, float")
+            continue
+        try:
+            bit_length = int(row["bit_length"])
+            offset_text = (row.get("bit_offset") or "").strip()
+            bit_offset = int(offset_text) if offset_text else next_offset
+        except ValueError:
+            problems.append(f"{rwhere}: bit_length and bit_offset must be integers")
+            continue
+        parameter: dict[str, Any] = {
+            "name": _clean_name(row["name"]), "bit_offset": bit_offset,
+            "bit_length": bit_length, "type": _CSV_TYPES[data_type],
+            "description": f"imported from {path.name}: {row['name'].strip()}",
+        }
+        end = bit_offset + bit_length
+        if bit_offset < PRIMARY_HEADER_BITS or any(s < end and bit_offset < e
+                                                   for s, e in covered):
+            parameter["overlay"] = True
+        covered.append((bit_offset, end))
+        next_offset = max(next_offset, end)
+        calibration_text = (row.get("calibration") or "").strip()
+        if calibration_text:
+            try:
+                calibration = json.loads(calibration_text)
+                if not isinstance(calibration, dict) or not calibration:
+                    raise ValueError("not a JSON object")
+                keys = {int(k): v for k, v in calibration.items()}
+            except ValueError as exc:
+                problems.append(f"{rwhere}: calibration is not a JSON object keyed by "
+                                f"integers: {exc}")
+                continue
+            if all(isinstance(v, str) for v in keys.values()):
+                parameter["type"] = "enum"
+                parameter["states"] = keys
+            elif all(isinstance(v, int | float) and not isinstance(v, bool)
+                     for v in keys.values()):
+                degree = max(keys)
+                parameter["calibration"] = {"polynomial": [float(keys.get(power, 0.0))
+                                                           for power in range(degree + 1)]}
+            else:
+                problems.append(f"{rwhere}: calibration mixes states and coefficients")
+                continue
+        parameters.append(parameter)
+    if problems:
+        raise TmdbError(problems)
+    packet: dict[str, Any] = {"name": _clean_name(name), "apid": apid, "time": "receive",
+                              "error_control": "none",
+                              "description": f"imported from {path.name}",
+                              "parameters": parameters}
+    if length is not None:
+        packet["length"] = length
+    return packet
