@@ -18,8 +18,8 @@ from control_center.packets import (
     CRC_LENGTH,
     PRIMARY_HEADER_LENGTH,
     SEQUENCE_UNSEGMENTED,
-    cuc_to_unix_ns,
     crc16,
+    cuc_to_unix_ns,
 )
 from control_center.tmdb import PacketDef, Parameter
 
@@ -79,7 +79,7 @@ def _inverse_polynomial(coefficients: tuple[float, ...], bit_length: int, signed
     low, high = (-(1 << (bit_length - 1)), (1 << (bit_length - 1)) - 1) if signed \
         else (0, (1 << bit_length) - 1)
     raw = np.linspace(low, high, num=min(high - low + 1, 65537))
-    eng = np.polynomial.polynomial.polyval(raw, coefficients)
+    eng = np.asarray(np.polynomial.polynomial.polyval(raw, coefficients), dtype=np.float64)
     if eng[-1] < eng[0]:
         raw, eng = raw[::-1], eng[::-1]
     return eng, raw
@@ -109,7 +109,8 @@ class PacketCodec:
         if field.parameter.type == "signed":
             signed = value.astype(np.int64)
             sign = np.int64(1 << (field.parameter.bit_length - 1))
-            return np.where(signed >= sign, signed - 2 * sign, signed)
+            # sign - sign, not 2 * sign: 2**63 overflows int64 for a 63-bit field.
+            return np.where(signed >= sign, signed - sign - sign, signed)
         return value
 
     def _calibrate(self, parameter: Parameter, raw: Array) -> Array:
@@ -117,12 +118,12 @@ class PacketCodec:
         if parameter.type == "boolean":
             return raw != 0
         if calibration.kind == "polynomial":
-            return np.polynomial.polynomial.polyval(raw.astype(np.float64),
-                                                    calibration.coefficients)
+            return np.asarray(np.polynomial.polynomial.polyval(raw.astype(np.float64),
+                                                               calibration.coefficients))
         if calibration.kind == "table":
             xs = np.array([x for x, _ in calibration.table])
             ys = np.array([y for _, y in calibration.table])
-            return np.interp(raw.astype(np.float64), xs, ys)
+            return np.asarray(np.interp(raw.astype(np.float64), xs, ys))
         if parameter.type == "float":
             return raw.astype(np.float64)
         return raw.astype(np.int64)
@@ -192,7 +193,10 @@ class PacketCodec:
             counts = eng.astype(np.float64)
         low, high = (-(1 << (parameter.bit_length - 1)), (1 << (parameter.bit_length - 1)) - 1) \
             if signed else (0, (1 << parameter.bit_length) - 1)
-        rounded = np.clip(np.rint(counts), low, high)
+        # float(high) rounds up to 2**bit_length above 53 bits, which the bit mask would
+        # wrap to 0: clip to the largest float not above the top count instead.
+        top = float(high) if float(high) <= high else float(np.nextafter(float(high), 0.0))
+        rounded = np.clip(np.rint(counts), low, top)
         if parameter.bit_length == 64 and not signed:
             return rounded.astype(np.uint64)
         return rounded.astype(np.int64)

@@ -12,6 +12,7 @@ headers). See the README, section "Telemetry database", for the full format.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import re
@@ -227,7 +228,7 @@ def _parse_calibration(raw: Any, where: str, errors: _Collector) -> Calibration:
         if any(r is None or e is None for r, e in points):
             return Calibration()
         table = tuple((float(cast(float, r)), float(cast(float, e))) for r, e in points)
-        if any(b[0] <= a[0] for a, b in zip(table, table[1:], strict=False)):
+        if any(b[0] <= a[0] for a, b in itertools.pairwise(table)):
             errors.add(where, "calibration.table raw values must be strictly increasing")
         return Calibration("table", table=table)
     errors.add(where, f"calibration: unknown kind {kind!r} (expected polynomial or table)")
@@ -364,12 +365,17 @@ def _parse_packet(raw: Any, where: str, errors: _Collector) -> PacketDef | None:
                                f"(bits 0..{header_bits - 1}); mark it overlay: true if meant")
     # Overlaps are errors unless the later field says it overlays on purpose
     # (a status word and the flags inside it).
-    spans = sorted((p.bit_offset, p.bit_offset + p.bit_length, p) for p in parameters
-                   if not p.overlay)
-    for (_s1, e1, a), (s2, _e2, b) in zip(spans, spans[1:], strict=False):
-        if s2 < e1:
+    # Sort by span only (Parameters do not compare), and check each field against the
+    # furthest-reaching earlier one, not just its neighbour, so every overlap is reported.
+    spans = sorted(((p.bit_offset, p.bit_offset + p.bit_length, p) for p in parameters
+                    if not p.overlay), key=lambda span: (span[0], span[1]))
+    reach: tuple[int, Parameter] | None = None
+    for start, end, b in spans:
+        if reach is not None and start < reach[0]:
             errors.add(f"{where} parameter {b.name!r}",
-                       f"overlaps parameter {a.name!r}; mark one overlay: true if meant")
+                       f"overlaps parameter {reach[1].name!r}; mark one overlay: true if meant")
+        if reach is None or end > reach[0]:
+            reach = (end, b)
     if apid is None:
         return None
     return PacketDef(

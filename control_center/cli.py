@@ -1,0 +1,221 @@
+"""``isls``: the one command-line entry point of the control center.
+
+Every user-facing failure is an :class:`IslsError` printed as one line (or one line
+per problem) with exit status 2; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from control_center.config import Config, load_config
+from control_center.errors import IslsError, TmdbError
+from control_center.tmdb import import_ccsdspy_csv, load_tmdbs, parse_tmdb
+
+log = logging.getLogger("isls")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isls", description="ISLS ground telemetry system")
+    parser.add_argument("--config", type=Path, help="configuration file (default: "
+                        "$ISLS_CONFIG or config/isls.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run the whole control center (servers, simulators, "
+                             "ingest)")
+    up.add_argument("--duration", type=_positive, help="stop cleanly after this many seconds")
+    up.add_argument("--no-sim", action="store_true", help="start no simulators")
+    up.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+
+    sim = commands.add_parser("sim", help="run one spacecraft simulator (publishes over MQTT)")
+    sim.add_argument("kind", choices=("lander", "orbiter"))
+    sim.add_argument("--rate", type=_positive, help="rate in Hz of the fastest packet type; "
+                     "the others keep their ratio (default: the TMDB periods)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--speed", type=_positive, help="simulated seconds per second "
+                     "(default: config simulator.speed)")
+    sim.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    sim.add_argument("--fault", help="inject a fault (lander: battery-drain, thruster-stuck, "
+                     "heater-off, sensor-freeze)")
+    sim.add_argument("--spacecraft", help="spacecraft name to publish as (default: the "
+                     "configured spacecraft using this simulator)")
+
+    ingest = commands.add_parser("ingest", help="run the ingest service (MQTT → InfluxDB)")
+    ingest.add_argument("--duration", type=_positive, help="stop after this many seconds")
+
+    tmdb = commands.add_parser("tmdb", help="telemetry database tools")
+    tmdb_commands = tmdb.add_subparsers(dest="tmdb_command", required=True, metavar="ACTION")
+    check = tmdb_commands.add_parser("check", help="validate telemetry database files")
+    check.add_argument("paths", nargs="*", type=Path, help="files (default: the configured "
+                       "ones)")
+    imp = tmdb_commands.add_parser("import-csv", help="import a ccsdspy packet definition CSV")
+    imp.add_argument("csv", type=Path)
+    imp.add_argument("--apid", type=_integer, required=True)
+    imp.add_argument("--name", required=True, help="packet name")
+    imp.add_argument("--length", type=_integer, help="whole packet length in octets, when the "
+                     "fields do not reach the end")
+    imp.add_argument("--spacecraft", default="imported", help="spacecraft name for a new file")
+    imp.add_argument("--out", type=Path, help="TMDB file to add the packet to (created if "
+                     "missing); default: print YAML")
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, list]:  # type: ignore[type-arg]
+    config = load_config(args.config)
+    return config, load_tmdbs(config.tmdb_paths)
+
+
+def cmd_tmdb_check(args: argparse.Namespace) -> int:
+    paths: list[Path] = args.paths or load_config(args.config).tmdb_paths
+    try:
+        tmdbs = load_tmdbs(paths)
+    except TmdbError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    for tmdb in tmdbs:
+        parameters = sum(len(p.parameters) for p in tmdb.packets)
+        print(f"{tmdb.source}: ok: spacecraft {tmdb.spacecraft}, {len(tmdb.packets)} packets, "
+              f"{parameters} parameters")
+    return 0
+
+
+def cmd_tmdb_import(args: argparse.Namespace) -> int:
+    packet = import_ccsdspy_csv(args.csv, args.apid, args.name, args.length)
+    if args.out is None:
+        document = {"spacecraft": args.spacecraft, "packets": [packet]}
+        parse_tmdb(document, str(args.csv))
+        print(yaml.safe_dump(document, sort_keys=False), end="")
+        return 0
+    if args.out.exists():
+        document = yaml.safe_load(args.out.read_text()) or {}
+        document.setdefault("packets", [])
+        document["packets"] = [p for p in document["packets"]
+                               if p.get("name") != packet["name"]] + [packet]
+    else:
+        document = {"spacecraft": args.spacecraft, "packets": [packet]}
+    parse_tmdb(document, str(args.out))  # refuse to write an invalid database
+    args.out.write_text(yaml.safe_dump(document, sort_keys=False))
+    print(f"{args.out}: packet {packet['name']} (APID {args.apid}, "
+          f"{len(packet['parameters'])} parameters) written")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from control_center.up import up
+
+    config, tmdbs = _load(args)
+    return up(config, tmdbs, duration=args.duration, simulate=not args.no_sim, seed=args.seed)
+
+
+async def _run_until_signal(duration: float | None, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from simulators.runner import PacketGenerator, SimulatorService, make_model
+
+    config, tmdbs = _load(args)
+    name = args.spacecraft or next((s.name for s in config.spacecraft
+                                    if s.simulator == args.kind), args.kind)
+    tmdb = next((t for t in tmdbs if t.spacecraft == name), None)
+    if tmdb is None:
+        raise IslsError(f"{config.source}: spacecraft: no spacecraft named {name!r}; "
+                        f"configured: {', '.join(t.spacecraft for t in tmdbs)}")
+    try:
+        model = make_model(args.kind, args.seed, args.fault)
+    except ValueError as exc:
+        raise IslsError(f"--fault: {exc}") from None
+    generator = PacketGenerator(model, tmdb, rate=args.rate)
+    service = SimulatorService(generator, config.mqtt,
+                               speed=args.speed or config.simulator.speed,
+                               publish_interval=config.simulator.publish_interval)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        await _run_until_signal(None, stop)
+        log.info("simulator %s publishing to %s on %s", args.kind,
+                 f"isls/{name}/tm/raw", config.mqtt.url)
+        await service.run(stop, args.duration)
+
+    asyncio.run(main())
+    log.info("simulator stopped: %d messages, packets %s", service.stats.messages,
+             dict(service.stats.packets))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from control_center.ingest import IngestService
+
+    config, tmdbs = _load(args)
+    service = IngestService(config, tmdbs)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        await _run_until_signal(args.duration, stop)
+        await service.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest}
+    try:
+        if args.command == "tmdb":
+            if args.tmdb_command == "check":
+                return cmd_tmdb_check(args)
+            return cmd_tmdb_import(args)
+        return handlers[args.command](args)
+    except TmdbError as exc:
+        for problem in exc.problems:
+            print(f"isls: {problem}", file=sys.stderr)
+        return 2
+    except IslsError as exc:
+        print(f"isls: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Configuration: one TOML file, validated once at start, overridden by the environment.
+
+Secrets (MQTT and InfluxDB passwords, tokens) come only from the environment: a
+password in the TOML file is refused. Everything downstream receives the frozen
+:class:`Config` and never reads files or variables itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from control_center.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "isls.toml"
+DEFAULT_MQTT_PORT = 18830  # not 1883/8086: a system broker or database may hold those
+DEFAULT_INFLUX_PORT = 18086
+
+ENVIRONMENT_KEYS = (
+    "ISLS_CONFIG", "ISLS_STATE_DIR", "ISLS_MQTT_URL", "ISLS_INFLUX_URL", "ISLS_INFLUX_DB",
+    "ISLS_INFLUX_USER", "ISLS_INFLUX_PASSWORD", "ISLS_INFLUX_TOKEN",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_MQTT_PORT
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    external: bool = False  # True: a broker we must not start
+    shared_group: str = "isls-ingest"
+    keepalive: int = 30
+
+    @property
+    def url(self) -> str:
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxSettings:
+    url: str = f"http://127.0.0.1:{DEFAULT_INFLUX_PORT}"
+    database: str = "isls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    external: bool = False
+    batch_lines: int = 5000
+    flush_interval: float = 0.25
+    max_retry_delay: float = 10.0
+    concurrency: int = 2
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 8086
+
+
+@dataclass(frozen=True, slots=True)
+class SpacecraftSettings:
+    name: str
+    tmdb: Path
+    simulator: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    batch_packets: int = 2000  # decode when this many packets of one APID are waiting
+    batch_interval: float = 0.1  # or when the oldest has waited this long (seconds)
+    queue_messages: int = 2000  # bounded queue between the MQTT reader and the decoder
+    publish_params: bool = True  # republish engineering values on isls/<sc>/tm/param
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorSettings:
+    publish_interval: float = 0.1  # one MQTT message carries this much telemetry
+    speed: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    state_dir: Path
+    mqtt: MqttSettings
+    influx: InfluxSettings
+    spacecraft: tuple[SpacecraftSettings, ...]
+    ingest: IngestSettings = IngestSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @property
+    def tmdb_paths(self) -> list[Path]:
+        return [s.tmdb for s in self.spacecraft]
+
+
+class _Reader:
+    """Typed access to one TOML table that names file and key in every error."""
+
+    def __init__(self, source: str, table: Mapping[str, Any], prefix: str,
+                 allowed: set[str]) -> None:
+        self.source, self.table, self.prefix = source, table, prefix
+        for key in table:
+            if key not in allowed:
+                raise ConfigError(source, f"{prefix}{key}",
+                                  f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+    def _fail(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(self.source, f"{self.prefix}{key}", reason)
+
+    def string(self, key: str, default: str) -> str:
+        value = self.table.get(key, default)
+        if not isinstance(value, str):
+            raise self._fail(key, f"must be text, got {value!r}")
+        return value
+
+    def number(self, key: str, default: float, *, minimum: float = 0.0,
+               strictly: bool = True) -> float:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._fail(key, f"must be a number, got {value!r}")
+        if value < minimum or (strictly and value == minimum):
+            raise self._fail(key, f"must be {'>' if strictly else '>='} {minimum}, got {value}")
+        return float(value)
+
+    def integer(self, key: str, default: int, *, minimum: int = 1,
+                maximum: int | None = None) -> int:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(key, f"must be an integer, got {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise self._fail(key, f"must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.table.get(key, default)
+        if not isinstance(value, bool):
+            raise self._fail(key, f"must be true or false, got {value!r}")
+        return value
+
+
+def _table(document: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    value = document.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(source, key, "must be a table")
+    return value
+
+
+def parse_mqtt_url(url: str, source: str, key: str) -> MqttSettings:
+    """``mqtt://user:pass@host:port`` (or ``mqtts://`` for TLS) to settings."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError(source, key, f"{url!r} is not an mqtt://host:port or mqtts:// URL")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise ConfigError(source, key, f"{url!r} has an invalid port") from None
+    return MqttSettings(
+        host=parts.hostname, port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=parts.scheme == "mqtts", external=True,
+    )
+
+
+def _check_http_url(url: str, source: str, key: str) -> str:
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ConfigError(source, key, f"{url!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(source, key, f"{url!r} is not an http(s)://host:port URL")
+    if parts.password:
+        raise ConfigError(source, key, "put no password in the URL; set ISLS_INFLUX_PASSWORD "
+                                       "or ISLS_INFLUX_TOKEN instead")
+    return url.rstrip("/")
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration; raise :class:`ConfigError` on the first problem."""
+    env = dict(os.environ if environ is None else environ)
+    if path is None:
+        path = Path(env["ISLS_CONFIG"]) if env.get("ISLS_CONFIG") else DEFAULT_CONFIG
+    source = str(path)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, "(file)", "not found; pass --config PATH or set "
+                                            "ISLS_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(file)", f"not valid TOML: {exc}") from None
+    base = path.resolve().parent
+
+    def resolve(value: str) -> Path:
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else (base / candidate).resolve()
+
+    top = _Reader(source, document, "", {"station", "mqtt", "influx", "spacecraft", "ingest",
+                                          "simulator"})
+    del top
+    station = _Reader(source, _table(document, "station", source), "station.", {"state_dir"})
+    state_dir = resolve(station.string("state_dir", "../state"))
+    if env.get("ISLS_STATE_DIR"):
+        state_dir = Path(env["ISLS_STATE_DIR"]).resolve()
+
+    mqtt_table = _table(document, "mqtt", source)
+    mqtt = _Reader(source, mqtt_table, "mqtt.",
+                   {"url", "port", "username", "shared_group", "keepalive", "password"})
+    if "password" in mqtt_table:
+        raise ConfigError(source, "mqtt.password", "secrets are never read from the config "
+                                                   "file; use ISLS_MQTT_URL or ISLS_MQTT_PASSWORD")
+    mqtt_url = env.get("ISLS_MQTT_URL") or mqtt.string("url", "")
+    mqtt_key = "ISLS_MQTT_URL" if env.get("ISLS_MQTT_URL") else "mqtt.url"
+    mqtt_settings = (parse_mqtt_url(mqtt_url, source if mqtt_key == "mqtt.url" else "environment",
+                                    mqtt_key)
+                     if mqtt_url else MqttSettings(port=mqtt.integer("port", DEFAULT_MQTT_PORT,
+                                                                     maximum=65535)))
+    username = mqtt_settings.username or (mqtt.string("username", "") or None)
+    password = mqtt_settings.password or env.get("ISLS_MQTT_PASSWORD") or None
+    mqtt_settings = replace(mqtt_settings, username=username, password=password,
+                            shared_group=mqtt.string("shared_group", "isls-ingest"),
+                            keepalive=mqtt.integer("keepalive", 30, minimum=5, maximum=3600))
+
+    influx_table = _table(document, "influx", source)
+    influx = _Reader(source, influx_table, "influx.",
+                     {"url", "port", "database", "username", "batch_lines", "flush_interval",
+                      "max_retry_delay", "concurrency", "password", "token"})
+    for secret in ("password", "token"):
+        if secret in influx_table:
+            raise ConfigError(source, f"influx.{secret}", "secrets are never read from the "
+                              f"config file; set ISLS_INFLUX_{secret.upper()}")
+    influx_url = env.get("ISLS_INFLUX_URL") or influx.string("url", "")
+    external_influx = bool(influx_url)
+    if influx_url:
+        influx_url = _check_http_url(influx_url, "environment" if env.get("ISLS_INFLUX_URL")
+                                     else source, "ISLS_INFLUX_URL" if env.get("ISLS_INFLUX_URL")
+                                     else "influx.url")
+    else:
+        port = influx.integer("port", DEFAULT_INFLUX_PORT, maximum=65535)
+        influx_url = f"http://127.0.0.1:{port}"
+    database = env.get("ISLS_INFLUX_DB") or influx.string("database", "isls")
+    if not database.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(source, "influx.database", f"{database!r}: use letters, digits, - and _")
+    influx_settings = InfluxSettings(
+        url=influx_url, database=database, external=external_influx,
+        username=env.get("ISLS_INFLUX_USER") or (influx.string("username", "") or None),
+        password=env.get("ISLS_INFLUX_PASSWORD") or None,
+        token=env.get("ISLS_INFLUX_TOKEN") or None,
+        batch_lines=influx.integer("batch_lines", 5000, maximum=1_000_000),
+        flush_interval=influx.number("flush_interval", 0.25),
+        max_retry_delay=influx.number("max_retry_delay", 10.0),
+        concurrency=influx.integer("concurrency", 2, maximum=32),
+    )
+
+    raw_spacecraft = document.get("spacecraft", [])
+    if not isinstance(raw_spacecraft, list) or not raw_spacecraft:
+        raise ConfigError(source, "spacecraft", "list at least one [[spacecraft]] table")
+    spacecraft: list[SpacecraftSettings] = []
+    for index, entry in enumerate(raw_spacecraft):
+        if not isinstance(entry, dict):
+            raise ConfigError(source, f"spacecraft[{index}]", "must be a table")
+        reader = _Reader(source, entry, f"spacecraft[{index}].", {"name", "tmdb", "simulator"})
+        name = reader.string("name", "")
+        if not name:
+            raise ConfigError(source, f"spacecraft[{index}].name", "is required")
+        tmdb = resolve(reader.string("tmdb", ""))
+        if not tmdb.is_file():
+            raise ConfigError(source, f"spacecraft[{index}].tmdb", f"{tmdb} does not exist")
+        simulator = reader.string("simulator", "") or None
+        if simulator not in (None, "lander", "orbiter"):
+            raise ConfigError(source, f"spacecraft[{index}].simulator",
+                              f"{simulator!r}: expected lander or orbiter")
+        spacecraft.append(SpacecraftSettings(name=name, tmdb=tmdb, simulator=simulator))
+    names = [s.name for s in spacecraft]
+    if len(set(names)) != len(names):
+        raise ConfigError(source, "spacecraft", f"names must be unique, got {names}")
+
+    ingest = _Reader(source, _table(document, "ingest", source), "ingest.",
+                     {"batch_packets", "batch_interval", "queue_messages", "publish_params"})
+    simulator_table = _Reader(source, _table(document, "simulator", source), "simulator.",
+                              {"publish_interval", "speed"})
+    return Config(
+        source=source, state_dir=state_dir, mqtt=mqtt_settings, influx=influx_settings,
+        spacecraft=tuple(spacecraft),
+        ingest=IngestSettings(
+            batch_packets=ingest.integer("batch_packets", 2000, maximum=1_000_000),
+            batch_interval=ingest.number("batch_interval", 0.1),
+            queue_messages=ingest.integer("queue_messages", 2000, maximum=1_000_000),
+            publish_params=ingest.boolean("publish_params", True),
+        ),
+        simulator=SimulatorSettings(
+            publish_interval=simulator_table.number("publish_interval", 0.1),
+            speed=simulator_table.number("speed", 1.0),
+        ),
+    )

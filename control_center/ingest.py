@@ -1,0 +1,306 @@
+"""The ingest service: raw telemetry from MQTT, decoded with numpy, stored in InfluxDB.
+
+Stages, each a task, joined by bounded queues::
+
+    MQTT reader ──queue──▶ decoder (split, batch per APID, decode) ──▶ InfluxWriter
+                                                  └──▶ param publisher (isls/<sc>/tm/param)
+
+The reader uses a shared subscription so several ingest processes share the load.
+Bad input (unknown APID, wrong length, bad CRC, truncated or foreign data, unknown
+spacecraft) is counted by kind, logged the first time each kind is seen, and
+skipped; it never stops the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import aiomqtt
+import numpy as np
+
+from control_center.codec import DecodedBatch, PacketCodec
+from control_center.config import Config
+from control_center.packets import split_packets
+from control_center.storage import InfluxWriter, format_lines
+from control_center.tmdb import Tmdb
+from drivers.mqtt import (
+    RAW_QOS,
+    RawMessage,
+    make_client,
+    param_topic,
+    raw_subscription,
+    to_raw_message,
+    with_reconnect,
+)
+
+log = logging.getLogger("isls.ingest")
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Counters the status display and tests read; mutated only by the ingest tasks."""
+
+    messages: int = 0
+    packets: Counter[str] = field(default_factory=Counter)  # by spacecraft
+    packets_by_type: Counter[str] = field(default_factory=Counter)  # by packet name
+    values: Counter[str] = field(default_factory=Counter)  # decoded values by spacecraft
+    errors: Counter[str] = field(default_factory=Counter)  # by kind
+    last_packet_ns: dict[str, int] = field(default_factory=dict)
+    queue_depth: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    packets: list[bytes] = field(default_factory=list)
+    receive_ns: list[int] = field(default_factory=list)
+    since: float = 0.0
+
+
+class Decoder:
+    """The decode stage, free of I/O: feed raw messages, take decoded batches.
+
+    Packets of one (spacecraft, APID) are held until ``batch_packets`` of them wait
+    or the oldest has waited ``batch_interval`` seconds, then decoded together.
+    """
+
+    def __init__(self, tmdbs: Iterable[Tmdb], *, batch_packets: int = 2000,
+                 batch_interval: float = 0.1, stats: IngestStats | None = None) -> None:
+        self.stats = stats or IngestStats()
+        self.batch_packets = batch_packets
+        self.batch_interval = batch_interval
+        self._codecs: dict[str, dict[int, PacketCodec]] = {}
+        self._lengths: dict[str, dict[int, int]] = {}
+        self._crc: dict[str, frozenset[int]] = {}
+        for tmdb in tmdbs:
+            self._codecs[tmdb.spacecraft] = {p.apid: PacketCodec(tmdb.spacecraft, p)
+                                             for p in tmdb.packets}
+            self._lengths[tmdb.spacecraft] = {p.apid: p.length for p in tmdb.packets}
+            self._crc[tmdb.spacecraft] = frozenset(p.apid for p in tmdb.packets
+                                                   if p.error_control)
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._logged: set[str] = set()
+
+    def _count_error(self, kind: str, count: int, detail: str) -> None:
+        self.stats.errors[kind] += count
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning("%s: %s (counted and skipped; further ones are only counted)",
+                        kind.replace("_", " "), detail)
+
+    def feed(self, message: RawMessage, now: float | None = None) -> None:
+        self.stats.messages += 1
+        lengths = self._lengths.get(message.spacecraft)
+        if lengths is None:
+            self._count_error("unknown_spacecraft", 1,
+                              f"message for spacecraft {message.spacecraft!r}, which no "
+                              f"telemetry database describes")
+            return
+        if not message.payload:
+            self._count_error("empty_message", 1, f"empty message from link {message.link!r}")
+            return
+        result = split_packets(message.payload, check_crc=self._crc[message.spacecraft],
+                               lengths=lengths)
+        for kind, count in result.errors.items():
+            self._count_error(kind, count, f"{message.spacecraft} via {message.link}")
+        moment = time.monotonic() if now is None else now
+        for apid, packets in result.by_apid.items():
+            pending = self._pending.get((message.spacecraft, apid))
+            if pending is None:
+                pending = self._pending[(message.spacecraft, apid)] = _Pending(since=moment)
+            elif not pending.packets:
+                pending.since = moment
+            pending.packets.extend(packets)
+            pending.receive_ns.extend([message.receive_ns] * len(packets))
+
+    def take(self, *, now: float | None = None, force: bool = False) -> list[DecodedBatch]:
+        """Decode and return every batch that is full, old enough, or all with ``force``."""
+        moment = time.monotonic() if now is None else now
+        batches: list[DecodedBatch] = []
+        for (spacecraft, apid), pending in self._pending.items():
+            if not pending.packets:
+                continue
+            if not force and len(pending.packets) < self.batch_packets \
+                    and moment - pending.since < self.batch_interval:
+                continue
+            codec = self._codecs[spacecraft][apid]
+            batch = codec.decode_packets(pending.packets,
+                                         np.asarray(pending.receive_ns, dtype=np.int64))
+            pending.packets = []
+            pending.receive_ns = []
+            self.stats.packets[spacecraft] += len(batch)
+            self.stats.packets_by_type[f"{spacecraft}/{batch.packet.name}"] += len(batch)
+            self.stats.values[spacecraft] += len(batch) * len(batch.packet.parameters)
+            self.stats.last_packet_ns[spacecraft] = int(batch.times_ns[-1])
+            batches.append(batch)
+        return batches
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(p.packets) for p in self._pending.values())
+
+
+def param_message(batch: DecodedBatch) -> bytes:
+    """JSON for ``isls/<spacecraft>/tm/param``: the batch's engineering values by column."""
+    values: dict[str, list[object]] = {}
+    for name, column in batch.values.items():
+        array = np.asarray(column)
+        if array.dtype.kind == "f":
+            values[name] = [v if np.isfinite(v) else None for v in array.tolist()]
+        else:
+            values[name] = array.tolist()
+    return json.dumps({
+        "spacecraft": batch.spacecraft, "packet": batch.packet.name,
+        "time_ns": batch.times_ns.tolist(), "values": values,
+    }, separators=(",", ":")).encode()
+
+
+class IngestService:
+    """Runs the reader, decoder, writer and publisher until ``stop`` is set, then drains."""
+
+    def __init__(self, config: Config, tmdbs: list[Tmdb], *, source: str = "live",
+                 identifier: str | None = None, drain_quiet: float = 0.5,
+                 drain_limit: float = 10.0) -> None:
+        self.config = config
+        self.source = source
+        self.identifier = identifier or f"isls-ingest-{os.getpid()}"
+        self.stats = IngestStats()
+        self.decoder = Decoder(tmdbs, batch_packets=config.ingest.batch_packets,
+                               batch_interval=config.ingest.batch_interval, stats=self.stats)
+        self.writer: InfluxWriter | None = None
+        self.ready = asyncio.Event()  # set once subscribed
+        self._queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(
+            config.ingest.queue_messages)
+        self._params: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(1000)
+        self._reading_done = asyncio.Event()
+        self._drain_quiet = drain_quiet
+        self._drain_limit = drain_limit
+        self._last_message = time.monotonic()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with InfluxWriter(self.config.influx) as writer:
+            self.writer = writer
+            await writer.ensure_database()
+            stop_reading = asyncio.Event()
+            reader = asyncio.create_task(
+                with_reconnect("ingest", self.config.mqtt,
+                               lambda: self._read_session(stop_reading), stop_reading),
+                name="ingest-reader")
+            decoder = asyncio.create_task(self._decode_loop(writer), name="ingest-decoder")
+            publisher = asyncio.create_task(
+                with_reconnect("param publisher", self.config.mqtt,
+                               lambda: self._publish_session(stop_reading), stop_reading),
+                name="ingest-publisher") if self.config.ingest.publish_params else None
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({stopper, reader, decoder}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            # Drain: keep reading until the broker has been quiet for a moment, so
+            # telemetry published just before the stop is stored too.
+            deadline = time.monotonic() + self._drain_limit
+            while time.monotonic() < deadline and not reader.done():
+                quiet = time.monotonic() - self._last_message
+                if quiet >= self._drain_quiet and self._queue.empty():
+                    break
+                await asyncio.sleep(0.05)
+            stop_reading.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(reader, 5)
+            await self._queue.put(None)
+            await decoder
+            if publisher is not None:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(publisher, 5)
+        log.info("ingest stopped: %d packets stored, errors %s",
+                 sum(self.stats.packets.values()), dict(self.stats.errors) or "none")
+
+    async def _read_session(self, stop_reading: asyncio.Event) -> None:
+        client = make_client(self.config.mqtt, self.identifier,
+                             max_queued_incoming=self.config.ingest.queue_messages)
+        async with client:
+            await client.subscribe(raw_subscription(self.config.mqtt.shared_group), qos=RAW_QOS)
+            self.ready.set()
+            log.info("ingest subscribed to %s on %s",
+                     raw_subscription(self.config.mqtt.shared_group), self.config.mqtt.url)
+            messages = aiter(client.messages)
+            stop_task = asyncio.create_task(stop_reading.wait())
+            try:
+                while not stop_reading.is_set():
+                    next_task = asyncio.ensure_future(anext(messages))
+                    done, _ = await asyncio.wait({next_task, stop_task},
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if next_task not in done:
+                        next_task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await next_task
+                        break
+                    raw = to_raw_message(next_task.result())
+                    self._last_message = time.monotonic()
+                    if raw is None:
+                        self.decoder._count_error("foreign_topic", 1, "message on a topic "
+                                                  "outside isls/<spacecraft>/tm/raw")
+                        continue
+                    await self._queue.put(raw)  # waits when the decoder is behind
+                    self.stats.queue_depth = self._queue.qsize()
+            finally:
+                stop_task.cancel()
+
+    async def _decode_loop(self, writer: InfluxWriter) -> None:
+        interval = self.config.ingest.batch_interval
+        tags_cache: dict[str, dict[str, str]] = {}
+        finished = False
+        while not finished:
+            try:
+                message = await asyncio.wait_for(self._queue.get(), interval)
+                if message is None:
+                    finished = True
+                else:
+                    self.decoder.feed(message)
+                    # Take everything already queued before decoding: bigger batches.
+                    while not self._queue.empty():
+                        more = self._queue.get_nowait()
+                        if more is None:
+                            finished = True
+                            break
+                        self.decoder.feed(more)
+            except TimeoutError:
+                pass
+            for batch in self.decoder.take(force=finished):
+                tags = tags_cache.setdefault(batch.spacecraft, {
+                    "spacecraft": batch.spacecraft, "source": self.source})
+                lines = format_lines(batch, tags)
+                await writer.write(lines, len(batch), len(batch) * len(batch.packet.parameters))
+                if self.config.ingest.publish_params:
+                    self._offer_param(batch)
+
+    def _offer_param(self, batch: DecodedBatch) -> None:
+        # Live values are best effort: when the publisher is behind, the oldest go.
+        if self._params.full():
+            self._params.get_nowait()
+            self.stats.errors["param_dropped"] += 1
+        self._params.put_nowait((param_topic(batch.spacecraft), param_message(batch)))
+
+    async def _publish_session(self, stop_reading: asyncio.Event) -> None:
+        async with make_client(self.config.mqtt, f"{self.identifier}-param") as client:
+            while True:
+                if stop_reading.is_set() and self._params.empty():
+                    return
+                try:
+                    topic, payload = await asyncio.wait_for(self._params.get(), 0.2)
+                except TimeoutError:
+                    continue
+                await client.publish(topic, payload, qos=0)
+
+
+async def wait_subscribed(service: IngestService, timeout: float = 15.0) -> None:
+    try:
+        await asyncio.wait_for(service.ready.wait(), timeout)
+    except TimeoutError:
+        raise aiomqtt.MqttError("ingest did not subscribe within "
+                                f"{timeout:.0f} s") from None

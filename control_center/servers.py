@@ -1,0 +1,234 @@
+"""Local Mosquitto and InfluxDB servers run as child processes.
+
+``isls up`` uses them as the embedded default, and the test suite starts one of each
+per session on free loopback ports. Each server writes its config file and keeps all
+of its data under one directory, binds 127.0.0.1 only, needs no systemd, and is
+stopped (SIGTERM, then SIGKILL after a grace period) by :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from control_center.errors import ServerError
+
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _find(binary: str, candidates: tuple[str, ...]) -> str:
+    found = shutil.which(binary)
+    if found:
+        return found
+    for candidate in candidates:
+        if Path(candidate).is_file():
+            return candidate
+    raise ServerError(f"{binary} is not installed; run `make setup` (it installs the Debian "
+                      f"packages mosquitto and influxdb) or point ISLS_MQTT_URL / "
+                      f"ISLS_INFLUX_URL at running servers")
+
+
+class _ChildServer:
+    """A server process whose whole life is one ``with`` block."""
+
+    name = "server"
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = directory / f"{self.name}.log"
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if port_open(self.port):
+            raise ServerError(f"cannot start {self.name}: 127.0.0.1:{self.port} is already in "
+                              f"use; stop what holds it or choose another port in the config")
+        command = self._command()
+        with self.log_path.open("ab") as log:
+            # A new session: Ctrl-C in the terminal reaches `isls up`, which then stops
+            # the servers in order after the last flush, instead of killing them first.
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise ServerError(f"{self.name} exited with code {self.process.returncode} "
+                                  f"while starting; its log {self.log_path} ends:\n{tail}")
+            if self._ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServerError(f"{self.name} did not become ready on 127.0.0.1:{self.port} within "
+                          f"{START_TIMEOUT:.0f} s; see {self.log_path}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL, for tests of crash recovery."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def __enter__(self) -> _ChildServer:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+
+class MosquittoServer(_ChildServer):
+    name = "mosquitto"
+
+    def __init__(self, directory: Path, port: int, *, persistence: bool = True) -> None:
+        super().__init__(directory, port)
+        self.persistence = persistence
+        self.config_path = directory / "mosquitto.conf"
+
+    def write_config(self) -> None:
+        lines = [
+            "# Written by isls; regenerated at every start.",
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            # Raw telemetry is QoS 1 in many-packet messages: keep a deep in-flight queue
+            # so a briefly slow ingest does not make the broker drop messages.
+            "max_queued_messages 100000",
+            "max_inflight_messages 1000",
+            "message_size_limit 16777216",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.directory}/",
+            "autosave_interval 10",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+        ]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def _command(self) -> list[str]:
+        self.write_config()
+        binary = _find("mosquitto", ("/usr/sbin/mosquitto",))
+        return [binary, "-c", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        return port_open(self.port)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+class InfluxServer(_ChildServer):
+    name = "influxd"
+
+    def __init__(self, directory: Path, port: int, *, rpc_port: int | None = None) -> None:
+        super().__init__(directory, port)
+        self.rpc_port = rpc_port or free_port()
+        self.config_path = directory / "influxdb.conf"
+
+    def write_config(self) -> None:
+        d = self.directory
+        self.config_path.write_text(f"""# Written by isls; regenerated at every start.
+reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+
+[meta]
+  dir = "{d}/meta"
+
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+  # Telemetry has few series and many points: keep the in-memory index.
+  index-version = "inmem"
+
+[monitor]
+  store-enabled = false
+
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+  max-body-size = 0
+
+[ifql]
+  enabled = false
+
+[logging]
+  level = "warn"
+
+[subscriber]
+  enabled = false
+
+[continuous_queries]
+  log-enabled = false
+""")
+
+    def _command(self) -> list[str]:
+        self.write_config()
+        binary = _find("influxd", ("/usr/bin/influxd",))
+        return [binary, "-config", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1.0) as response:
+                return int(response.status) == 204
+        except (urllib.error.URLError, OSError):
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def query(self, query: str, database: str = "isls") -> dict[str, object]:
+        """Run InfluxQL synchronously (for tests and tools), returning the decoded JSON."""
+        data = urllib.parse.urlencode({"q": query, "db": database, "epoch": "ns"}).encode()
+        with contextlib.closing(urllib.request.urlopen(f"{self.url}/query", data=data,
+                                                       timeout=30)) as response:
+            result: dict[str, object] = json.loads(response.read())
+        return result

@@ -1,0 +1,285 @@
+"""InfluxDB storage: line protocol formatting and a batching, retrying async writer.
+
+Why not ``influxdb-client``: it is the InfluxDB 2.x client and writes to
+``/api/v2/write``, which the InfluxDB 1.x server we run here answers with 404. The
+v1 endpoints ``POST /write`` (line protocol) and ``/query`` (InfluxQL) are served by
+1.x, and by 2.x and 3.x through their v1 compatibility layer (token in an
+``Authorization: Token`` header), so the writer speaks exactly those with aiohttp.
+
+Contract (README, "InfluxDB contract"): one measurement per packet type named after
+the packet; tags ``spacecraft`` and ``source``; one field per parameter holding the
+engineering value; the point time is the packet's onboard time in UTC (ns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from control_center.codec import DecodedBatch
+from control_center.config import InfluxSettings
+from control_center.errors import ServerError
+
+log = logging.getLogger("isls.storage")
+
+
+def escape_tag(value: str) -> str:
+    """Line protocol tag keys/values: escape comma, equals sign and space."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _field_template(name: str, column: np.ndarray[Any, Any], float_field: bool) -> str:
+    if column.dtype == np.bool_:
+        return f"{name}=%s"
+    if float_field:
+        return f"{name}=%r"
+    return f"{name}=%di"
+
+
+def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
+    """One line per packet: ``packet,spacecraft=..,source=.. p1=..,p2=.. time_ns``.
+
+    Wide lines (a field per parameter) are about four times cheaper for InfluxDB to
+    ingest than a line per value. Formatting runs one C-level ``%`` per packet over
+    columns converted to Python lists in bulk. Non-finite floats cannot be stored in
+    InfluxDB; a packet holding one is written without that field.
+    """
+    if len(batch) == 0:
+        return b""
+    tag_text = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()))
+    prefix = f"{batch.packet.name},{tag_text} " if tag_text else f"{batch.packet.name} "
+    names: list[str] = []
+    columns: list[list[Any]] = []
+    templates: list[str] = []
+    finite = np.ones(len(batch), dtype=bool)
+    for parameter in batch.packet.parameters:
+        column = np.asarray(batch.values[parameter.name])
+        float_field = parameter.is_float_value
+        if float_field:
+            finite &= np.isfinite(column)
+            columns.append(column.astype(np.float64).tolist())
+        elif column.dtype == np.bool_:
+            columns.append(np.where(column, "true", "false").tolist())
+        else:
+            columns.append(column.astype(np.int64).tolist())
+        names.append(parameter.name)
+        templates.append(_field_template(parameter.name, column, float_field))
+    template = prefix + ",".join(templates) + " %d\n"
+    times = batch.times_ns.astype(np.int64).tolist()
+    rows = list(zip(*columns, times, strict=True))
+    if finite.all():
+        return "".join(map(template.__mod__, rows)).encode()
+    out: list[str] = []
+    for index, row in enumerate(rows):
+        if finite[index]:
+            out.append(template % row)
+            continue
+        fields = [t % v for t, v in zip(templates, row[:-1], strict=True)
+                  if not (isinstance(v, float) and not math.isfinite(v))]
+        if fields:
+            out.append(f"{prefix}{','.join(fields)} {row[-1]}\n")
+    return "".join(out).encode()
+
+
+@dataclass(slots=True)
+class WriterStats:
+    lines_written: int = 0
+    values_written: int = 0
+    batches_written: int = 0
+    retries: int = 0
+    rejected_lines: int = 0
+    pending_lines: int = 0
+    last_error: str = ""
+
+
+class InfluxWriter:
+    """Batches line protocol by size and time and posts it to ``/write``.
+
+    ``write()`` waits when ``max_pending_lines`` are already queued, so a slow database
+    slows the pipeline down (backpressure) instead of growing memory without bound.
+    A batch that fails for a transient reason (connection refused, 5xx, timeout) is
+    retried with exponential back-off until it is stored or the writer is closed;
+    a 4xx answer (bad data) is logged, counted and dropped, since retrying cannot fix it.
+    """
+
+    def __init__(self, settings: InfluxSettings, *, max_pending_lines: int = 200_000) -> None:
+        self.settings = settings
+        self.stats = WriterStats()
+        self._chunks: list[tuple[bytes, int, int]] = []  # (lines, line count, value count)
+        self._chunk_lines = 0
+        self._space = asyncio.Condition()
+        self._max_pending = max_pending_lines
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._session: aiohttp.ClientSession | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> InfluxWriter:
+        timeout = aiohttp.ClientTimeout(total=30)
+        self._session = aiohttp.ClientSession(timeout=timeout, headers=self._headers())
+        self._flusher = asyncio.create_task(self._flush_loop(), name="influx-flush")
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self, timeout: float = 60.0) -> None:
+        """Flush everything queued, waiting up to ``timeout`` seconds for the database."""
+        self._closing = True
+        self._wake.set()
+        if self._flusher is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._flusher), timeout)
+            except TimeoutError:
+                log.error("InfluxDB did not accept the last %d lines within %.0f s; they are "
+                          "lost (last error: %s)", self.stats.pending_lines, timeout,
+                          self.stats.last_error or "none")
+                self._flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._flusher
+                for task in self._inflight:
+                    task.cancel()
+            self._flusher = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _headers(self) -> dict[str, str]:
+        if self.settings.token:
+            return {"Authorization": f"Token {self.settings.token}"}
+        return {}
+
+    def _auth(self) -> aiohttp.BasicAuth | None:
+        if self.settings.username and self.settings.password and not self.settings.token:
+            return aiohttp.BasicAuth(self.settings.username, self.settings.password)
+        return None
+
+    # ---------------------------------------------------------------- queries
+
+    async def query(self, influxql: str, *, method: str = "GET") -> dict[str, Any]:
+        assert self._session is not None, "use InfluxWriter as an async context manager"
+        params = {"q": influxql, "db": self.settings.database, "epoch": "ns"}
+        async with self._session.request(method, f"{self.settings.url}/query",
+                                         params=params, auth=self._auth()) as response:
+            if response.status == 401:
+                raise ServerError(f"InfluxDB at {self.settings.url} refused the credentials "
+                                  f"(401); check ISLS_INFLUX_USER / ISLS_INFLUX_PASSWORD or "
+                                  f"ISLS_INFLUX_TOKEN")
+            body: dict[str, Any] = await response.json(content_type=None)
+            if response.status >= 400:
+                raise ServerError(f"InfluxDB query failed ({response.status}): "
+                                  f"{body.get('error', body)}")
+            return body
+
+    async def ensure_database(self, *, attempts: int | None = None) -> None:
+        """Create the database if needed, retrying with back-off while unreachable."""
+        delay = 0.25
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.query(f'CREATE DATABASE "{self.settings.database}"', method="POST")
+                return
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if attempts is not None and attempt >= attempts:
+                    raise ServerError(f"InfluxDB at {self.settings.url} is unreachable after "
+                                      f"{attempt} attempts: {exc}") from None
+                log.warning("InfluxDB at %s unreachable (%s); retrying in %.1f s",
+                            self.settings.url, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.max_retry_delay)
+
+    # ---------------------------------------------------------------- writing
+
+    async def write(self, lines: bytes, line_count: int, value_count: int = 0) -> None:
+        """Queue line protocol; returns once it is queued (waits while the queue is full)."""
+        if not lines:
+            return
+        async with self._space:
+            await self._space.wait_for(lambda: self.stats.pending_lines < self._max_pending)
+            self._chunks.append((lines, line_count, value_count))
+            self._chunk_lines += line_count
+            self.stats.pending_lines += line_count
+        if self._chunk_lines >= self.settings.batch_lines:
+            self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.flush_interval)
+            self._wake.clear()
+            while self._chunks:
+                await self._slots.acquire()
+                batch = self._take_batch()
+                task = asyncio.create_task(self._post(*batch))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                if self._chunk_lines < self.settings.batch_lines and not self._closing:
+                    break
+            if self._closing and not self._chunks:
+                if self._inflight:
+                    await asyncio.gather(*self._inflight)
+                if not self._chunks:
+                    return
+
+    def _take_batch(self) -> tuple[bytes, int, int]:
+        parts: list[bytes] = []
+        lines = values = 0
+        while self._chunks and (lines == 0 or lines + self._chunks[0][1]
+                                <= self.settings.batch_lines):
+            chunk, count, value_count = self._chunks.pop(0)
+            parts.append(chunk)
+            lines += count
+            values += value_count
+        self._chunk_lines -= lines
+        return b"".join(parts), lines, values
+
+    async def _post(self, body: bytes, lines: int, values: int) -> None:
+        assert self._session is not None
+        delay = 0.25
+        params = {"db": self.settings.database, "precision": "ns"}
+        try:
+            while True:
+                try:
+                    async with self._session.post(f"{self.settings.url}/write", params=params,
+                                                  data=body, auth=self._auth()) as response:
+                        if response.status == 204:
+                            self.stats.lines_written += lines
+                            self.stats.values_written += values
+                            self.stats.batches_written += 1
+                            return
+                        text = (await response.text())[:500]
+                        if 400 <= response.status < 500:
+                            # Partial writes store the good points; the rest cannot succeed.
+                            self.stats.rejected_lines += lines
+                            self.stats.last_error = f"{response.status}: {text}"
+                            log.error("InfluxDB rejected a batch of %d lines (%s): %s",
+                                      lines, response.status, text)
+                            return
+                        self.stats.last_error = f"{response.status}: {text}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.stats.last_error = str(exc) or type(exc).__name__
+                self.stats.retries += 1
+                log.warning("InfluxDB write failed (%s); retrying %d lines in %.1f s",
+                            self.stats.last_error, lines, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.max_retry_delay)
+        finally:
+            self._slots.release()
+            async with self._space:
+                self.stats.pending_lines -= lines
+                self._space.notify_all()

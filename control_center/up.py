@@ -1,0 +1,175 @@
+"""``isls up``: the whole control center in one process tree.
+
+Starts (unless the configuration names external servers) a local Mosquitto and a
+local influxd under the state directory, then the ingest service and one simulator
+per configured spacecraft; prints what runs where and a live status; on Ctrl-C,
+SIGTERM or the end of ``--duration`` it stops the simulators, lets the ingest drain
+and flush every decoded value to InfluxDB, and only then stops the servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+from control_center.config import Config
+from control_center.ingest import IngestService, wait_subscribed
+from control_center.servers import InfluxServer, MosquittoServer
+from control_center.tmdb import Tmdb
+from drivers.mqtt import raw_subscription, raw_topic
+from simulators.runner import PacketGenerator, SimulatorService, make_model
+
+log = logging.getLogger("isls.up")
+
+
+@contextlib.contextmanager
+def local_servers(config: Config) -> Iterator[Config]:
+    """Start the servers the configuration does not name; yield the config that uses them."""
+    stack = contextlib.ExitStack()
+    with stack:
+        if not config.mqtt.external:
+            broker = MosquittoServer(config.state_dir / "mosquitto", config.mqtt.port)
+            stack.enter_context(broker)
+            log.info("started mosquitto on 127.0.0.1:%d (data %s)", broker.port, broker.directory)
+        if not config.influx.external:
+            database = InfluxServer(config.state_dir / "influxdb", config.influx.port)
+            stack.enter_context(database)
+            log.info("started influxd on %s (data %s)", database.url, database.directory)
+        yield config
+
+
+class StatusDisplay:
+    """A status line per spacecraft: redrawn in place on a terminal, printed every few
+    seconds otherwise (logs, CI)."""
+
+    def __init__(self, ingest: IngestService, simulators: list[SimulatorService],
+                 out: TextIO = sys.stdout) -> None:
+        self.ingest = ingest
+        self.simulators = simulators
+        self.out = out
+        self.tty = out.isatty()
+        self._last_packets: dict[str, int] = {}
+        self._last_time = time.monotonic()
+        self._drawn = 0
+
+    def render(self) -> list[str]:
+        now = time.monotonic()
+        span = max(now - self._last_time, 1e-3)
+        self._last_time = now
+        stats = self.ingest.stats
+        writer = self.ingest.writer.stats if self.ingest.writer else None
+        lines = []
+        for spacecraft in sorted(set(stats.packets) | {s.spacecraft for s in self.simulators}):
+            total = stats.packets.get(spacecraft, 0)
+            rate = (total - self._last_packets.get(spacecraft, 0)) / span
+            self._last_packets[spacecraft] = total
+            age = ""
+            if spacecraft in stats.last_packet_ns:
+                lag = max(0.0, time.time() - stats.last_packet_ns[spacecraft] / 1e9)
+                age = f", last packet {lag:.1f} s ago"
+            lines.append(f"  {spacecraft:<10} {rate:8.1f} packets/s  {total:>9} packets  "
+                         f"{stats.values.get(spacecraft, 0):>10} values decoded{age}")
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items())) or "none"
+        if writer is not None:
+            lines.append(f"  influxdb   {writer.values_written:>10} values written, "
+                         f"{writer.pending_lines} lines pending, {writer.retries} retries")
+        lines.append(f"  errors     {errors}")
+        return lines
+
+    async def run(self, stop: asyncio.Event) -> None:
+        period = 1.0 if self.tty else 5.0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+            self.draw()
+
+    def draw(self) -> None:
+        lines = self.render()
+        if self.tty and self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+        self._drawn = len(lines)
+
+
+def describe(config: Config, tmdbs: list[Tmdb]) -> str:
+    sims = [s.name for s in config.spacecraft if s.simulator]
+    lines = [
+        "ISLS control center",
+        f"  mqtt       {config.mqtt.url}{'' if config.mqtt.external else ' (local)'}",
+        f"  influxdb   {config.influx.url} database {config.influx.database}"
+        f"{'' if config.influx.external else ' (local)'}",
+        f"  raw topics {', '.join(raw_topic(t.spacecraft) for t in tmdbs)}",
+        f"  ingest     {raw_subscription(config.mqtt.shared_group)}",
+        f"  simulators {', '.join(sims) or 'none'}",
+        f"  state      {config.state_dir}",
+        "  Ctrl-C stops everything after the last value is stored.",
+    ]
+    return "\n".join(lines)
+
+
+async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
+                 simulate: bool = True, seed: int = 0, out: TextIO = sys.stdout) -> IngestService:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        ingest = IngestService(config, tmdbs)
+        ingest_task = asyncio.create_task(ingest.run(stop), name="ingest")
+        await wait_subscribed(ingest)
+        by_name = {t.spacecraft: t for t in tmdbs}
+        sim_stop = asyncio.Event()
+        simulators: list[SimulatorService] = []
+        if simulate:
+            for index, spacecraft in enumerate(config.spacecraft):
+                if spacecraft.simulator is None:
+                    continue
+                model = make_model(spacecraft.simulator, seed + index)
+                generator = PacketGenerator(model, by_name[spacecraft.name])
+                simulators.append(SimulatorService(
+                    generator, config.mqtt, speed=config.simulator.speed,
+                    publish_interval=config.simulator.publish_interval))
+        sim_tasks = [asyncio.create_task(s.run(sim_stop)) for s in simulators]
+        display = StatusDisplay(ingest, simulators, out)
+        display_stop = asyncio.Event()
+        display_task = asyncio.create_task(display.run(display_stop))
+        waiters = [asyncio.create_task(stop.wait()), ingest_task]
+        if duration is not None:
+            waiters.append(asyncio.create_task(asyncio.sleep(duration)))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        out.write("stopping: simulators, then ingest (flushing to InfluxDB)...\n")
+        sim_stop.set()
+        await asyncio.gather(*sim_tasks)
+        stop.set()
+        await ingest_task
+        display_stop.set()
+        await display_task
+        for waiter in waiters:
+            waiter.cancel()
+        return ingest
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def up(config: Config, tmdbs: list[Tmdb], *, duration: float | None, simulate: bool = True,
+       seed: int = 0, out: TextIO = sys.stdout) -> int:
+    with local_servers(config) as running:
+        out.write(describe(running, tmdbs) + "\n")
+        out.flush()
+        ingest = asyncio.run(run_up(running, tmdbs, duration=duration, simulate=simulate,
+                                    seed=seed, out=out))
+    stats = ingest.stats
+    writer = ingest.writer.stats if ingest.writer else None
+    out.write(f"stopped cleanly: {sum(stats.packets.values())} packets decoded, "
+              f"{writer.values_written if writer else 0} values stored, "
+              f"errors {dict(stats.errors) or 'none'}\n")
+    return 0
+

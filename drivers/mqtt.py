@@ -1,0 +1,148 @@
+"""The MQTT link: topics, message properties and client construction.
+
+Contract (README, "MQTT contract"):
+
+``isls/<spacecraft>/tm/raw``
+    QoS 1. Payload: one or more whole CCSDS space packets back to back. MQTT 5 user
+    properties ``ert`` (earth-receive time of the first packet, ISO 8601 UTC) and
+    ``link`` (the link or simulator that received it).
+``isls/<spacecraft>/tm/param``
+    QoS 0. JSON engineering values for live consumers, one message per decoded batch.
+
+aiomqtt is the maintained successor of asyncio-mqtt (the same project, renamed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from control_center.config import MqttSettings
+
+log = logging.getLogger("isls.mqtt")
+
+TOPIC_ROOT = "isls"
+RAW_QOS = 1
+
+
+def raw_topic(spacecraft: str) -> str:
+    return f"{TOPIC_ROOT}/{spacecraft}/tm/raw"
+
+
+def param_topic(spacecraft: str) -> str:
+    return f"{TOPIC_ROOT}/{spacecraft}/tm/param"
+
+
+def raw_subscription(group: str | None) -> str:
+    """All raw topics; with a group, a shared subscription that spreads the load."""
+    topic = f"{TOPIC_ROOT}/+/tm/raw"
+    return f"$share/{group}/{topic}" if group else topic
+
+
+def spacecraft_of(topic: str) -> str | None:
+    parts = topic.split("/")
+    if len(parts) == 4 and parts[0] == TOPIC_ROOT and parts[2] == "tm" and parts[3] == "raw":
+        return parts[1]
+    return None
+
+
+def format_ert(unix_ns: int) -> str:
+    seconds, nanoseconds = divmod(unix_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{nanoseconds // 1000:06d}Z"
+
+
+def parse_ert(text: str) -> int | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def raw_properties(ert_ns: int, link: str) -> Properties:
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.UserProperty = [("ert", format_ert(ert_ns)), ("link", link)]
+    return properties
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One raw telemetry message as the ingest sees it."""
+
+    spacecraft: str
+    payload: bytes
+    receive_ns: int
+    link: str
+
+
+def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
+    """``None`` for a topic that is not a raw telemetry topic."""
+    spacecraft = spacecraft_of(message.topic.value)
+    if spacecraft is None:
+        return None
+    payload = message.payload
+    if isinstance(payload, str):
+        payload = payload.encode()
+    elif not isinstance(payload, bytes | bytearray):
+        payload = b""
+    receive_ns: int | None = None
+    link = "unknown"
+    user_properties = getattr(message.properties, "UserProperty", None) or []
+    for key, value in user_properties:
+        if key == "ert":
+            receive_ns = parse_ert(value)
+        elif key == "link":
+            link = value
+    if receive_ns is None:
+        receive_ns = time.time_ns()
+    return RawMessage(spacecraft, bytes(payload), receive_ns, link)
+
+
+def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = True,
+                session_expiry: int = 0,
+                max_queued_incoming: int | None = None) -> aiomqtt.Client:
+    """An MQTT 5 client for ``settings``; the connection opens in ``async with``."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    if session_expiry:
+        properties.SessionExpiryInterval = session_expiry
+    tls_context = ssl.create_default_context() if settings.tls else None
+    return aiomqtt.Client(
+        hostname=settings.host, port=settings.port, username=settings.username,
+        password=settings.password, identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V5, keepalive=settings.keepalive,
+        clean_start=clean_start, properties=properties, tls_context=tls_context,
+        max_queued_incoming_messages=max_queued_incoming, timeout=10,
+    )
+
+
+async def with_reconnect(name: str, settings: MqttSettings,
+                         session: Callable[[], Awaitable[None]], stop: asyncio.Event,
+                         *, max_delay: float = 10.0) -> None:
+    """Run ``session`` until ``stop`` is set, reconnecting with back-off when the broker
+    is unreachable or drops the connection, and telling the operator each time."""
+    delay = 0.25
+    while not stop.is_set():
+        try:
+            await session()
+            delay = 0.25
+            if stop.is_set():
+                return
+        except aiomqtt.MqttError as exc:
+            log.warning("%s: MQTT broker %s:%d unavailable (%s); reconnecting in %.1f s",
+                        name, settings.host, settings.port, exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, max_delay)

@@ -1,0 +1,99 @@
+"""Real servers for the test suite: one Mosquitto and one influxd per session, each on a
+free loopback port with a temporary data directory, stopped at the end.
+
+Tests that write to InfluxDB use their own database (the ``database`` fixture), so they
+do not see each other's points while sharing one server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from control_center.config import Config, load_config
+from control_center.servers import InfluxServer, MosquittoServer, free_port
+from control_center.tmdb import Tmdb, load_tmdbs
+
+PROJECT = Path(__file__).resolve().parent.parent
+CONFIG = PROJECT / "config" / "isls.toml"
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"), free_port())
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    server = InfluxServer(tmp_path_factory.mktemp("influxd"), free_port())
+    with server:
+        yield server
+
+
+@pytest.fixture
+def database(influxd: InfluxServer) -> Iterator[str]:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield name
+    influxd.query(f'DROP DATABASE "{name}"')
+
+
+@pytest.fixture(scope="session")
+def tmdbs() -> list[Tmdb]:
+    return load_tmdbs([PROJECT / "config/tmdb/lander.yaml", PROJECT / "config/tmdb/orbiter.yaml"])
+
+
+@pytest.fixture
+def config(mosquitto: MosquittoServer, influxd: InfluxServer, database: str,
+           tmp_path: Path) -> Config:
+    """The shipped configuration pointed at the test servers, as a user would with
+    ISLS_MQTT_URL / ISLS_INFLUX_URL / ISLS_INFLUX_DB."""
+    environ = {
+        "ISLS_MQTT_URL": mosquitto.url,
+        "ISLS_INFLUX_URL": influxd.url,
+        "ISLS_INFLUX_DB": database,
+        "ISLS_STATE_DIR": str(tmp_path / "state"),
+    }
+    loaded = load_config(CONFIG, environ)
+    # A short flush interval keeps the tests quick; behaviour is otherwise the shipped one.
+    return replace(loaded, influx=replace(loaded.influx, flush_interval=0.05))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05,
+             message: str = "condition") -> None:
+    """Poll ``condition`` until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+
+
+async def wait_for_async(condition: Callable[[], bool], timeout: float = 20.0,
+                         message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+
+
+def count_points(influxd: InfluxServer, database: str, measurement: str,
+                 where: str = "") -> int:
+    """Points in a measurement, counted on a field every packet carries."""
+    result = influxd.query(f'SELECT COUNT(*) FROM "{measurement}" {where}', database)
+    series = result["results"][0].get("series")  # type: ignore[index]
+    if not series:
+        return 0
+    columns = series[0]["columns"]
+    row = series[0]["values"][0]
+    return max(int(v) for c, v in zip(columns, row, strict=True) if c != "time")
