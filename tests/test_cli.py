@@ -1,0 +1,172 @@
+"""The ``isls`` command as a user runs it: real processes, real servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from control_center.config import load_config
+from control_center.errors import ConfigError
+from control_center.servers import InfluxServer, MosquittoServer, free_port, port_open
+from tests.conftest import CONFIG, PROJECT, count_points, wait_for
+
+ISLS = [sys.executable, "-m", "control_center.cli"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISLS_")}
+    env.update(extra)
+    return env
+
+
+def _processes_using(path: Path) -> list[str]:
+    """Command lines of live processes that mention ``path`` (servers left behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in cmdline and "pytest" not in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def _local_config(tmp_path: Path, mqtt_port: int, influx_port: int) -> Path:
+    config = tmp_path / "isls.toml"
+    config.write_text(textwrap.dedent(f"""
+        [station]
+        state_dir = "{tmp_path / 'state'}"
+        [mqtt]
+        port = {mqtt_port}
+        [influx]
+        port = {influx_port}
+        flush_interval = 0.1
+        [simulator]
+        speed = 4.0
+        [[spacecraft]]
+        name = "lander"
+        tmdb = "{PROJECT / 'config/tmdb/lander.yaml'}"
+        simulator = "lander"
+        [[spacecraft]]
+        name = "orbiter"
+        tmdb = "{PROJECT / 'config/tmdb/orbiter.yaml'}"
+        simulator = "orbiter"
+        """))
+    return config
+
+
+def test_up_duration_runs_everything_stores_data_and_leaves_nothing_running(
+        tmp_path: Path) -> None:
+    mqtt_port, influx_port = free_port(), free_port()
+    config = _local_config(tmp_path, mqtt_port, influx_port)
+    result = subprocess.run([*ISLS, "--config", str(config), "up", "--duration", "6"],
+                            env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"127.0.0.1:{mqtt_port}" in result.stdout
+    assert "stopped cleanly" in result.stdout
+    assert "lander" in result.stdout and "packets/s" in result.stdout
+    assert not port_open(mqtt_port) and not port_open(influx_port)
+    assert _processes_using(tmp_path) == []
+    # The data outlives the run: open the same data directory again and count.
+    with InfluxServer(tmp_path / "state" / "influxdb", free_port()) as influxd:
+        for measurement in ("lander_nav", "lander_power", "orbiter_orbit", "orbiter_relay"):
+            assert count_points(influxd, "isls", measurement) > 0, measurement
+        nav = count_points(influxd, "isls", "lander_nav")
+        # 6 s at speed 4 of a 10 Hz packet: about 240, all flushed before the stop.
+        assert 200 <= nav <= 250, nav
+
+
+def test_standalone_ingest_and_simulator_processes(
+        mosquitto: MosquittoServer, influxd: InfluxServer, database: str,
+        tmp_path: Path) -> None:
+    env = _env(ISLS_MQTT_URL=mosquitto.url, ISLS_INFLUX_URL=influxd.url,
+               ISLS_INFLUX_DB=database, ISLS_STATE_DIR=str(tmp_path / "state"))
+    ingest = subprocess.Popen([*ISLS, "ingest"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert ingest.stderr is not None
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "subscribed" not in seen and time.monotonic() < deadline:
+            seen += ingest.stderr.readline()
+        assert "subscribed" in seen, seen
+        sim = subprocess.run([*ISLS, "sim", "orbiter", "--duration", "3", "--speed", "10",
+                              "--seed", "3"], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert sim.returncode == 0, sim.stderr
+        # 3 s at speed 10 of a 1 Hz packet: 30 ± 1.
+        wait_for(lambda: count_points(influxd, database, "orbiter_orbit") >= 29, 20,
+                 message="orbiter packets in InfluxDB")
+    finally:
+        ingest.send_signal(signal.SIGINT)
+        ingest.wait(30)
+    assert ingest.returncode == 0
+    assert 29 <= count_points(influxd, database, "orbiter_orbit") <= 31
+
+
+def test_tmdb_check_accepts_the_shipped_databases() -> None:
+    result = subprocess.run([*ISLS, "tmdb", "check"], env=_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "lander.yaml: ok" in result.stdout and "orbiter.yaml: ok" in result.stdout
+
+
+def test_tmdb_check_reports_every_error_with_file_packet_parameter(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent("""
+        spacecraft: rover
+        packets:
+          - name: rover_hk
+            apid: 0x300
+            parameters:
+              - {name: voltage, bit_offset: 96, bit_length: 16, type: unsigned}
+              - {name: current, bit_offset: 104, bit_length: 16, type: unsigned}
+              - {name: mode, bit_length: 8, type: quaternion}
+        """))
+    result = subprocess.run([*ISLS, "tmdb", "check", str(bad)], env=_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"{bad}: packet 'rover_hk' parameter 'current': overlaps parameter 'voltage'" \
+        in result.stderr
+    assert "'mode'" in result.stderr and "type must be one of" in result.stderr
+
+
+def test_bad_config_names_file_key_and_reason(tmp_path: Path) -> None:
+    config = tmp_path / "isls.toml"
+    config.write_text(CONFIG.read_text().replace("batch_lines = 5000", "batch_lines = -3"))
+    with pytest.raises(ConfigError) as error:
+        load_config(config, {})
+    assert str(error.value).startswith(f"{config}: influx.batch_lines: must be between")
+    result = subprocess.run([*ISLS, "--config", str(config), "ingest"], env=_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "influx.batch_lines" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_secrets_in_the_config_file_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "isls.toml"
+    config.write_text(CONFIG.read_text().replace('database = "isls"',
+                                                 'database = "isls"\npassword = "hunter2"'))
+    with pytest.raises(ConfigError, match="influx.password: secrets are never read"):
+        load_config(config, {})
+
+
+def test_environment_overrides_name_external_servers() -> None:
+    config = load_config(CONFIG, {"ISLS_MQTT_URL": "mqtt://ops:secret@127.0.0.1:2883",
+                                  "ISLS_INFLUX_URL": "http://127.0.0.1:9086",
+                                  "ISLS_INFLUX_DB": "training"})
+    assert config.mqtt.external and config.mqtt.port == 2883
+    assert config.mqtt.username == "ops" and config.mqtt.password == "secret"
+    assert "secret" not in repr(config)
+    assert config.influx.external and config.influx.database == "training"
+    with pytest.raises(ConfigError, match="ISLS_MQTT_URL"):
+        load_config(CONFIG, {"ISLS_MQTT_URL": "tcp://nowhere"})
