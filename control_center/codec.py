@@ -116,7 +116,7 @@ class PacketCodec:
     def _calibrate(self, parameter: Parameter, raw: Array) -> Array:
         calibration = parameter.calibration
         if parameter.type == "boolean":
-            return raw != 0
+            return np.asarray(raw != 0)
         if calibration.kind == "polynomial":
             return np.asarray(np.polynomial.polynomial.polyval(raw.astype(np.float64),
                                                                calibration.coefficients))
@@ -193,10 +193,15 @@ class PacketCodec:
             counts = eng.astype(np.float64)
         low, high = (-(1 << (parameter.bit_length - 1)), (1 << (parameter.bit_length - 1)) - 1) \
             if signed else (0, (1 << parameter.bit_length) - 1)
-        # float(high) rounds up to 2**bit_length above 53 bits, which the bit mask would
-        # wrap to 0: clip to the largest float not above the top count instead.
-        top = float(high) if float(high) <= high else float(np.nextafter(float(high), 0.0))
-        rounded = np.clip(np.rint(counts), low, top)
+        rounded: Array
+        if calibration.kind == "none" and np.issubdtype(eng.dtype, np.integer):
+            # Whole counts stay integers: through a float64 those above 2**53 would round.
+            rounded = np.clip(eng, low, high)
+        else:
+            # float(high) rounds up to 2**bit_length above 53 bits, which the bit mask
+            # would wrap to 0: clip to the largest float not above the top count instead.
+            top = float(high) if float(high) <= high else float(np.nextafter(float(high), 0.0))
+            rounded = np.clip(np.rint(counts), low, top)
         if parameter.bit_length == 64 and not signed:
             return rounded.astype(np.uint64)
         return rounded.astype(np.int64)

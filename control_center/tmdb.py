@@ -432,6 +432,9 @@ def load_tmdb(path: Path) -> Tmdb:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TmdbError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise TmdbError([f"{path}: cannot read: not UTF-8 text ({exc.reason} "
+                         f"at byte {exc.start})"]) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -486,10 +489,14 @@ def import_ccsdspy_csv(path: Path, apid: int, name: str,
     where = str(path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle, skipinitialspace=True))
-            columns = set(rows[0].keys()) if rows else set()
+            reader = csv.DictReader(handle, skipinitialspace=True)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
     except OSError as exc:
         raise TmdbError([f"{where}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise TmdbError([f"{where}: cannot read: not UTF-8 text ({exc.reason} "
+                         f"at byte {exc.start})"]) from None
     problems: list[str] = []
     missing = {"name", "data_type", "bit_length"} - columns
     if not rows or missing:

@@ -14,7 +14,7 @@ from control_center.ingest import IngestService, wait_subscribed
 from control_center.packets import CucTime, build_packet
 from control_center.servers import InfluxServer
 from control_center.tmdb import Tmdb
-from drivers.mqtt import make_client, raw_properties, raw_topic
+from drivers.mqtt import make_client, param_topic, raw_properties, raw_topic
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 from tests.conftest import count_points, wait_for_async
 
@@ -190,3 +190,34 @@ def test_two_ingests_share_the_load_without_duplicates(
     a, b, messages = asyncio.run(scenario())
     assert a + b == 40 and messages == 40
     assert a > 0 and b > 0, "a shared subscription should give both members work"
+
+
+def test_engineering_values_are_republished_for_live_consumers(
+        config: Config, tmdbs: list[Tmdb]) -> None:
+    import json
+
+    async def scenario() -> dict[str, object]:
+        async with make_client(config.mqtt, "test-param-listener") as listener:
+            await listener.subscribe(param_topic("lander"), qos=0)
+            stop = asyncio.Event()
+            ingest = IngestService(config, tmdbs)
+            task = asyncio.create_task(ingest.run(stop))
+            await wait_subscribed(ingest)
+            async with make_client(config.mqtt, "test-param-publisher") as client:
+                await client.publish(raw_topic("lander"),
+                                     b"".join(_good_packets(tmdbs[0], "lander_power", 3, 0)),
+                                     qos=1)
+            message = await asyncio.wait_for(anext(aiter(listener.messages)), 15)
+            stop.set()
+            await task
+            assert isinstance(message.payload, bytes)
+            decoded: dict[str, object] = json.loads(message.payload)
+            return decoded
+
+    document = asyncio.run(scenario())
+    assert document["packet"] == "lander_power" and document["spacecraft"] == "lander"
+    values = document["values"]
+    assert isinstance(values, dict)
+    assert np.allclose(values["battery_soc"], [50.0, 55.0, 60.0], atol=0.005)
+    assert document["time_ns"] == [1_800_000_000_000_000_000 + i * 1_000_000_000
+                                   for i in range(3)]
