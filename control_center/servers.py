@@ -20,6 +20,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from control_center.errors import ServerError
 
@@ -114,7 +115,7 @@ class _ChildServer:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def __enter__(self) -> _ChildServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -156,7 +156,7 @@ def test_secrets_in_the_config_file_are_refused(tmp_path: Path) -> None:
     config = tmp_path / "isls.toml"
     config.write_text(CONFIG.read_text().replace('database = "isls"',
                                                  'database = "isls"\npassword = "hunter2"'))
-    with pytest.raises(ConfigError, match="influx.password: secrets are never read"):
+    with pytest.raises(ConfigError, match=r"influx\.password: secrets are never read"):
         load_config(config, {})
 
 
@@ -170,3 +170,25 @@ def test_environment_overrides_name_external_servers() -> None:
     assert config.influx.external and config.influx.database == "training"
     with pytest.raises(ConfigError, match="ISLS_MQTT_URL"):
         load_config(CONFIG, {"ISLS_MQTT_URL": "tcp://nowhere"})
+
+
+def test_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    mqtt_port, influx_port = free_port(), free_port()
+    config = _local_config(tmp_path, mqtt_port, influx_port)
+    process = subprocess.Popen([*ISLS, "--config", str(config), "up"], env=_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "subscribed" not in seen and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "subscribed" in seen, seen
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "stopped cleanly" in stdout
+    assert not port_open(mqtt_port) and not port_open(influx_port)
+    assert _processes_using(tmp_path) == []
