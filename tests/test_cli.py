@@ -192,3 +192,26 @@ def test_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert "stopped cleanly" in stdout
     assert not port_open(mqtt_port) and not port_open(influx_port)
     assert _processes_using(tmp_path) == []
+
+
+def test_tmdb_import_csv_writes_a_database_that_checks(tmp_path: Path) -> None:
+    import ccsdspy
+
+    defs = Path(ccsdspy.__file__).parent / "tests/data/hs/apid895/defs.csv"
+    out = tmp_path / "ssat1.yaml"
+    result = subprocess.run([*ISLS, "tmdb", "import-csv", str(defs), "--apid", "895",
+                             "--name", "SSAT HK", "--length", "34", "--spacecraft", "ssat1",
+                             "--out", str(out)], env=_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "packet ssat_hk (APID 895, 13 parameters) written" in result.stdout
+    check = subprocess.run([*ISLS, "tmdb", "check", str(out)], env=_env(),
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    assert "spacecraft ssat1, 1 packets, 13 parameters" in check.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,data_type,bit_length\nx,uint(4),8\n")
+    failed = subprocess.run([*ISLS, "tmdb", "import-csv", str(bad), "--apid", "5", "--name",
+                             "x"], env=_env(), capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2
+    assert f"{bad}:2: array field 'uint(4)' is not supported" in failed.stderr
