@@ -12,12 +12,16 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+if TYPE_CHECKING:
+    from simulators.runner import PacketGenerator
+
 from control_center.config import Config, load_config
 from control_center.errors import IslsError, TmdbError
-from control_center.tmdb import import_ccsdspy_csv, load_tmdbs, parse_tmdb
+from control_center.tmdb import Tmdb, import_ccsdspy_csv, load_tmdbs, parse_tmdb
 
 log = logging.getLogger("isls")
 
@@ -51,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--duration", type=_positive, help="stop cleanly after this many seconds")
     up.add_argument("--no-sim", action="store_true", help="start no simulators")
     up.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    up.add_argument("--hil", action="store_true", help="hardware in the loop without "
+                    "hardware: the orbiter simulator (relaying the lander) writes TM frames "
+                    "into a pty pair that the ingest reads")
+    up.add_argument("--baud", type=int, default=115200, help="--hil line rate (default 115200)")
+    up.add_argument("--noise", type=float, default=0.0, help="--hil line noise, events per "
+                    "octet (e.g. 1e-5)")
 
     sim = commands.add_parser("sim", help="run one spacecraft simulator (publishes over MQTT)")
     sim.add_argument("kind", choices=("lander", "orbiter"))
@@ -64,9 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
                      "heater-off, sensor-freeze)")
     sim.add_argument("--spacecraft", help="spacecraft name to publish as (default: the "
                      "configured spacecraft using this simulator)")
+    sim.add_argument("--serial", metavar="PATH", help="write framed telemetry to this serial "
+                     "device instead of MQTT, paced to --baud")
+    sim.add_argument("--baud", type=int, default=115200, help="serial line rate (default "
+                     "115200)")
+    sim.add_argument("--framing", choices=("tm", "cobs"), default="tm",
+                     help="serial framing: CCSDS TM frames (default) or COBS")
+    sim.add_argument("--frame-length", type=int, default=1115, help="TM frame length in "
+                     "octets (default 1115)")
+    sim.add_argument("--noise", type=float, default=0.0, help="serial line noise, events per "
+                     "octet: bit errors, dropped and inserted octets, garbage bursts")
+    sim.add_argument("--noise-seed", type=int, default=0)
+    sim.add_argument("--relay", action="store_true", help="orbiter only: also run the lander "
+                     "and relay its packets on virtual channel 1")
 
-    ingest = commands.add_parser("ingest", help="run the ingest service (MQTT → InfluxDB)")
+    ingest = commands.add_parser("ingest", help="run the ingest service (MQTT and serial "
+                                 "links → InfluxDB)")
     ingest.add_argument("--duration", type=_positive, help="stop after this many seconds")
+
+    link = commands.add_parser("link", help="serial link tools")
+    link_commands = link.add_subparsers(dest="link_command", required=True, metavar="ACTION")
+    status = link_commands.add_parser("status", help="each link live: locked or searching, "
+                                      "frames good and bad, gaps, bit rate, last frame")
+    status.add_argument("--once", action="store_true", help="print the current state and exit")
 
     tmdb = commands.add_parser("tmdb", help="telemetry database tools")
     tmdb_commands = tmdb.add_subparsers(dest="tmdb_command", required=True, metavar="ACTION")
@@ -92,7 +122,7 @@ def _configure_logging(verbose: bool) -> None:
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
 
 
-def _load(args: argparse.Namespace) -> tuple[Config, list]:  # type: ignore[type-arg]
+def _load(args: argparse.Namespace) -> tuple[Config, list[Tmdb]]:
     config = load_config(args.config)
     return config, load_tmdbs(config.tmdb_paths)
 
@@ -135,10 +165,15 @@ def cmd_tmdb_import(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from control_center.up import up
+    from control_center.up import HilSettings, up
 
     config, tmdbs = _load(args)
-    return up(config, tmdbs, duration=args.duration, simulate=not args.no_sim, seed=args.seed)
+    if args.hil and not {"lander", "orbiter"} <= {t.spacecraft for t in tmdbs}:
+        raise IslsError(f"{config.source}: spacecraft: --hil needs spacecraft named lander "
+                        f"and orbiter")
+    hil = HilSettings(baud=args.baud, noise=args.noise, seed=args.seed) if args.hil else None
+    return up(config, tmdbs, duration=args.duration, simulate=not args.no_sim, seed=args.seed,
+              hil=hil)
 
 
 async def _run_until_signal(duration: float | None, stop: asyncio.Event) -> None:
@@ -164,8 +199,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise IslsError(f"--fault: {exc}") from None
     generator = PacketGenerator(model, tmdb, rate=args.rate)
-    service = SimulatorService(generator, config.mqtt,
-                               speed=args.speed or config.simulator.speed,
+    speed = args.speed or config.simulator.speed
+    if args.serial:
+        return _sim_serial(args, config, tmdbs, tmdb, generator, speed)
+    if args.relay:
+        raise IslsError("--relay: only with --serial (relay is a serial downlink feature)")
+    service = SimulatorService(generator, config.mqtt, speed=speed,
                                publish_interval=config.simulator.publish_interval)
 
     async def main() -> None:
@@ -179,6 +218,51 @@ def cmd_sim(args: argparse.Namespace) -> int:
     log.info("simulator stopped: %d messages, packets %s", service.stats.messages,
              dict(service.stats.packets))
     return 0
+
+
+def _sim_serial(args: argparse.Namespace, config: Config, tmdbs: list[Tmdb], tmdb: Tmdb,
+                generator: PacketGenerator, speed: float) -> int:
+    from drivers.noise import LinkNoise
+    from simulators.runner import PacketGenerator, make_model
+    from simulators.serial_link import SerialSimulatorService
+
+    channels = [(0, generator)]
+    if args.relay:
+        if args.kind != "orbiter":
+            raise IslsError("--relay: only the orbiter relays (the lander on channel 1)")
+        lander = next((t for t in tmdbs if t.spacecraft == "lander"), None)
+        if lander is None:
+            raise IslsError(f"{config.source}: spacecraft: --relay needs a spacecraft lander")
+        channels.append((1, PacketGenerator(make_model("lander", args.seed), lander)))
+    try:
+        noise = LinkNoise(args.noise, args.noise_seed) if args.noise else None
+        service = SerialSimulatorService(
+            channels, args.serial, args.baud, framing=args.framing,
+            frame_length=args.frame_length, spacecraft_id=tmdb.spacecraft_id, speed=speed,
+            noise=noise)
+    except ValueError as exc:
+        raise IslsError(f"--noise/--framing: {exc}") from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        await _run_until_signal(None, stop)
+        log.info("simulator %s writing %s frames to %s at %d baud", args.kind, args.framing,
+                 args.serial, args.baud)
+        await service.run(stop, args.duration)
+
+    asyncio.run(main())
+    stats = service.stats
+    log.info("simulator stopped: %d frames (%d destroyed by noise), packets sent %s, "
+             "expected to arrive %s", stats.frames, stats.frames_destroyed,
+             dict(stats.packets), dict(stats.survivors))
+    return 0
+
+
+def cmd_link_status(args: argparse.Namespace) -> int:
+    from control_center.link_status import link_status
+
+    config = load_config(args.config)
+    return asyncio.run(link_status(config.mqtt, once=args.once))
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -199,7 +283,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
-    handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest}
+    handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest, "link": cmd_link_status}
     try:
         if args.command == "tmdb":
             if args.tmdb_command == "check":

@@ -86,6 +86,30 @@ class SimulatorSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """A serial link from a bench or a radio's ground test port."""
+
+    name: str
+    spacecraft: str  # the spacecraft whose downlink this is (tags link statistics)
+    device: str
+    baud: int = 115200
+    framing: str = "tm"  # "tm": CCSDS TM transfer frames with ASM; "cobs": COBS packets
+    frame_length: int = 1115  # octets of one TM transfer frame, ASM excluded
+    spacecraft_id: int | None = None  # frames of another SCID are counted and dropped
+    fecf: bool = True
+    ocf: bool = False
+    # vcid -> spacecraft whose packets that virtual channel carries (relay: the
+    # orbiter's downlink carries the lander's packets on a channel of its own)
+    virtual_channels: tuple[tuple[int, str], ...] = ((0, ""),)
+
+    def spacecraft_of(self, vcid: int) -> str | None:
+        for channel, spacecraft in self.virtual_channels:
+            if channel == vcid:
+                return spacecraft or self.spacecraft
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     state_dir: Path
@@ -94,6 +118,7 @@ class Config:
     spacecraft: tuple[SpacecraftSettings, ...]
     ingest: IngestSettings = IngestSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    links: tuple[LinkSettings, ...] = ()
 
     @property
     def tmdb_paths(self) -> list[Path]:
@@ -205,7 +230,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
     top = _Reader(source, document, "", {"station", "mqtt", "influx", "spacecraft", "ingest",
-                                          "simulator"})
+                                          "simulator", "link"})
     del top
     station = _Reader(source, _table(document, "station", source), "station.", {"state_dir"})
     state_dir = resolve(station.string("state_dir", "../state"))
@@ -284,6 +309,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     if len(set(names)) != len(names):
         raise ConfigError(source, "spacecraft", f"names must be unique, got {names}")
 
+    links = tuple(_parse_links(document.get("link", []), source, set(names)))
+
     ingest = _Reader(source, _table(document, "ingest", source), "ingest.",
                      {"batch_packets", "batch_interval", "queue_messages", "publish_params"})
     simulator_table = _Reader(source, _table(document, "simulator", source), "simulator.",
@@ -301,4 +328,59 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             publish_interval=simulator_table.number("publish_interval", 0.1),
             speed=simulator_table.number("speed", 1.0),
         ),
+        links=links,
     )
+
+
+def _parse_links(raw: Any, source: str, spacecraft: set[str]) -> list[LinkSettings]:
+    if not isinstance(raw, list):
+        raise ConfigError(source, "link", "must be a list of [[link]] tables")
+    links: list[LinkSettings] = []
+    for index, entry in enumerate(raw):
+        prefix = f"link[{index}]."
+        if not isinstance(entry, dict):
+            raise ConfigError(source, f"link[{index}]", "must be a table")
+        reader = _Reader(source, entry, prefix, {
+            "name", "spacecraft", "device", "baud", "framing", "frame_length", "spacecraft_id",
+            "fecf", "ocf", "virtual_channels"})
+        name = reader.string("name", "")
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(source, f"{prefix}name", f"{name!r}: use letters, digits, - and _")
+        owner = reader.string("spacecraft", "")
+        if owner not in spacecraft:
+            raise ConfigError(source, f"{prefix}spacecraft",
+                              f"{owner!r} is not a configured spacecraft "
+                              f"({', '.join(sorted(spacecraft))})")
+        device = reader.string("device", "")
+        if not device:
+            raise ConfigError(source, f"{prefix}device", "is required, e.g. /dev/ttyUSB0")
+        framing = reader.string("framing", "tm")
+        if framing not in ("tm", "cobs"):
+            raise ConfigError(source, f"{prefix}framing", f"{framing!r}: expected tm or cobs")
+        scid_raw = entry.get("spacecraft_id")
+        scid = None if scid_raw is None else reader.integer("spacecraft_id", 0, minimum=0,
+                                                            maximum=0x3FF)
+        channels_raw = entry.get("virtual_channels", {"0": owner})
+        if not isinstance(channels_raw, dict) or not channels_raw:
+            raise ConfigError(source, f"{prefix}virtual_channels",
+                              "must be a table of vcid = \"spacecraft\"")
+        channels: list[tuple[int, str]] = []
+        for key, target in channels_raw.items():
+            if not str(key).isdigit() or not 0 <= int(key) <= 6:
+                raise ConfigError(source, f"{prefix}virtual_channels.{key}",
+                                  "virtual channel ids are 0..6 (7 carries idle frames)")
+            if target not in spacecraft:
+                raise ConfigError(source, f"{prefix}virtual_channels.{key}",
+                                  f"{target!r} is not a configured spacecraft")
+            channels.append((int(key), str(target)))
+        links.append(LinkSettings(
+            name=name, spacecraft=owner, device=device,
+            baud=reader.integer("baud", 115200, minimum=300, maximum=20_000_000),
+            framing=framing,
+            frame_length=reader.integer("frame_length", 1115, minimum=16, maximum=2048),
+            spacecraft_id=scid, fecf=reader.boolean("fecf", True),
+            ocf=reader.boolean("ocf", False), virtual_channels=tuple(sorted(channels)),
+        ))
+    if len({link.name for link in links}) != len(links):
+        raise ConfigError(source, "link", "link names must be unique")
+    return links

@@ -2,10 +2,15 @@
 
 Stages, each a task, joined by bounded queues::
 
-    MQTT reader ──queue──▶ decoder (split, batch per APID, decode) ──▶ InfluxWriter
-                                                  └──▶ param publisher (isls/<sc>/tm/param)
+    MQTT reader ──────┐
+                      ├─queue─▶ decoder (split, batch per APID, decode) ──▶ InfluxWriter
+    serial links ─────┘                          └──▶ publisher (tm/param, link, raw)
+    (deframed)  └──▶ publisher (isls/<sc>/tm/raw, marked stored)
 
 The reader uses a shared subscription so several ingest processes share the load.
+Packets from a serial link go straight to the decoder, so they are stored even when
+the broker is down; they are also republished on the raw topic for other consumers,
+marked ``stored`` so that no ingest stores them a second time.
 Bad input (unknown APID, wrong length, bad CRC, truncated or foreign data, unknown
 spacecraft) is counted by kind, logged the first time each kind is seen, and
 skipped; it never stops the service.
@@ -27,19 +32,23 @@ import aiomqtt
 import numpy as np
 
 from control_center.codec import DecodedBatch, PacketCodec
-from control_center.config import Config
+from control_center.config import Config, LinkSettings
 from control_center.packets import split_packets
-from control_center.storage import InfluxWriter, format_lines
+from control_center.storage import InfluxWriter, escape_tag, format_lines
 from control_center.tmdb import Tmdb
 from drivers.mqtt import (
     RAW_QOS,
     RawMessage,
+    link_topic,
     make_client,
     param_topic,
+    raw_properties,
     raw_subscription,
+    raw_topic,
     to_raw_message,
     with_reconnect,
 )
+from drivers.serial import PacketSink, SerialLinkSource
 
 log = logging.getLogger("isls.ingest")
 
@@ -167,7 +176,8 @@ class IngestService:
 
     def __init__(self, config: Config, tmdbs: list[Tmdb], *, source: str = "live",
                  identifier: str | None = None, drain_quiet: float = 0.5,
-                 drain_limit: float = 10.0) -> None:
+                 drain_limit: float = 10.0, links: tuple[LinkSettings, ...] | None = None,
+                 link_interval: float = 1.0) -> None:
         self.config = config
         self.source = source
         self.identifier = identifier or f"isls-ingest-{os.getpid()}"
@@ -178,7 +188,10 @@ class IngestService:
         self.ready = asyncio.Event()  # set once subscribed
         self._queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(
             config.ingest.queue_messages)
-        self._params: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(1000)
+        self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(1000)
+        self.links = [SerialLinkSource(link, self._sink_for(link.name))
+                      for link in (config.links if links is None else links)]
+        self._link_interval = link_interval
         self._reading_done = asyncio.Event()
         self._drain_quiet = drain_quiet
         self._drain_limit = drain_limit
@@ -195,12 +208,21 @@ class IngestService:
                 name="ingest-reader")
             decoder = asyncio.create_task(self._decode_loop(writer), name="ingest-decoder")
             publisher = asyncio.create_task(
-                with_reconnect("param publisher", self.config.mqtt,
+                with_reconnect("publisher", self.config.mqtt,
                                lambda: self._publish_session(stop_reading), stop_reading),
-                name="ingest-publisher") if self.config.ingest.publish_params else None
+                name="ingest-publisher")
+            links_stop = asyncio.Event()
+            link_tasks = [asyncio.create_task(link.run(links_stop), name=f"link-{link.state.name}")
+                          for link in self.links]
+            link_stats = asyncio.create_task(self._link_stats_loop(writer, links_stop)) \
+                if self.links else None
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({stopper, reader, decoder}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
+            links_stop.set()
+            await asyncio.gather(*link_tasks)
+            if link_stats is not None:
+                await link_stats
             # Drain: keep reading until the broker has been quiet for a moment, so
             # telemetry published just before the stop is stored too.
             deadline = time.monotonic() + self._drain_limit
@@ -214,9 +236,8 @@ class IngestService:
                 await asyncio.wait_for(reader, 5)
             await self._queue.put(None)
             await decoder
-            if publisher is not None:
-                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                    await asyncio.wait_for(publisher, 5)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(publisher, 5)
         log.info("ingest stopped: %d packets stored, errors %s",
                  sum(self.stats.packets.values()), dict(self.stats.errors) or "none")
 
@@ -246,6 +267,8 @@ class IngestService:
                         self.decoder._count_error("foreign_topic", 1, "message on a topic "
                                                   "outside isls/<spacecraft>/tm/raw")
                         continue
+                    if raw.stored:
+                        continue  # a serial link's ingest stored it already
                     await self._queue.put(raw)  # waits when the decoder is behind
                     self.stats.queue_depth = self._queue.qsize()
             finally:
@@ -280,22 +303,92 @@ class IngestService:
                     self._offer_param(batch)
 
     def _offer_param(self, batch: DecodedBatch) -> None:
-        # Live values are best effort: when the publisher is behind, the oldest go.
-        if self._params.full():
-            self._params.get_nowait()
-            self.stats.errors["param_dropped"] += 1
-        self._params.put_nowait((param_topic(batch.spacecraft), param_message(batch)))
+        self._offer(_Outgoing(param_topic(batch.spacecraft), param_message(batch)))
+
+    def _offer(self, message: _Outgoing) -> None:
+        # Publishing is best effort (storage never waits on the broker): when the
+        # publisher is behind or the broker away, the oldest message goes.
+        if self._outbox.full():
+            self._outbox.get_nowait()
+            self.stats.errors["publish_dropped"] += 1
+        self._outbox.put_nowait(message)
+
+    def _sink_for(self, link: str) -> PacketSink:
+        async def sink(spacecraft: str, packets: bytes, receive_ns: int) -> None:
+            await self._from_link(spacecraft, packets, receive_ns, link)
+        return sink
+
+    async def _from_link(self, spacecraft: str, packets: bytes, receive_ns: int,
+                         name: str) -> None:
+        """Packets deframed from a serial link: stored locally, and republished."""
+        await self._queue.put(RawMessage(spacecraft, packets, receive_ns, name, stored=True))
+        self._offer(_Outgoing(raw_topic(spacecraft), packets, qos=RAW_QOS,
+                              properties=(receive_ns, name)))
+
+    async def _link_stats_loop(self, writer: InfluxWriter, stop: asyncio.Event) -> None:
+        """Once a second: a ``link`` point per link, and its state on isls/<sc>/link."""
+        while True:
+            done = stop.is_set()
+            lines: list[str] = []
+            now_ns = time.time_ns()
+            for link in self.links:
+                figures = link.snapshot()
+                self._offer(_Outgoing(link_topic(link.settings.spacecraft),
+                                      json.dumps(figures).encode(), retain=True))
+                lines.append(link_line(figures, now_ns))
+            await writer.write("".join(lines).encode(), len(lines), 0)
+            if done:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._link_interval)
 
     async def _publish_session(self, stop_reading: asyncio.Event) -> None:
-        async with make_client(self.config.mqtt, f"{self.identifier}-param") as client:
+        async with make_client(self.config.mqtt, f"{self.identifier}-publisher") as client:
             while True:
-                if stop_reading.is_set() and self._params.empty():
+                if stop_reading.is_set() and self._outbox.empty():
                     return
                 try:
-                    topic, payload = await asyncio.wait_for(self._params.get(), 0.2)
+                    message = await asyncio.wait_for(self._outbox.get(), 0.2)
                 except TimeoutError:
                     continue
-                await client.publish(topic, payload, qos=0)
+                properties = None
+                if message.properties is not None:
+                    properties = raw_properties(message.properties[0], message.properties[1],
+                                                stored=True)
+                await client.publish(message.topic, message.payload, qos=message.qos,
+                                     retain=message.retain, properties=properties)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    properties: tuple[int, str] | None = None  # (earth-receive ns, link) of raw telemetry
+
+
+_LINK_FIELDS = ("connected", "locked", "frames_good", "frames_bad", "frames_gap",
+                "sync_losses", "packets", "packets_dropped", "octets", "bit_rate", "reopens",
+                "unrouted_packets")
+
+
+def link_line(figures: dict[str, object], now_ns: int) -> str:
+    """One ``link`` point: tags spacecraft and link, a field per statistic."""
+    fields: list[str] = []
+    for name in _LINK_FIELDS:
+        value = figures.get(name)
+        if isinstance(value, bool):
+            fields.append(f"{name}={'true' if value else 'false'}")
+        elif isinstance(value, int):
+            fields.append(f"{name}={value}i")
+        elif isinstance(value, float):
+            fields.append(f"{name}={value!r}")
+    last = figures.get("last_frame_ns")
+    if isinstance(last, int):
+        fields.append(f"last_frame_age={max(0.0, (now_ns - last) / 1e9)!r}")
+    return (f"link,link={escape_tag(str(figures['link']))},"
+            f"spacecraft={escape_tag(str(figures['spacecraft']))} {','.join(fields)} {now_ns}\n")
 
 
 async def wait_subscribed(service: IngestService, timeout: float = 15.0) -> None:

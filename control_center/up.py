@@ -16,14 +16,18 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import TextIO
 
-from control_center.config import Config
+from control_center.config import Config, LinkSettings
 from control_center.ingest import IngestService, wait_subscribed
 from control_center.servers import InfluxServer, MosquittoServer
 from control_center.tmdb import Tmdb
 from drivers.mqtt import raw_subscription, raw_topic
+from drivers.noise import LinkNoise
+from drivers.pty import PtyPair
 from simulators.runner import PacketGenerator, SimulatorService, make_model
+from simulators.serial_link import SerialSimulatorService
 
 log = logging.getLogger("isls.up")
 
@@ -79,6 +83,14 @@ class StatusDisplay:
         if writer is not None:
             lines.append(f"  influxdb   {writer.values_written:>10} values written, "
                          f"{writer.pending_lines} lines pending, {writer.retries} retries")
+        for link in self.ingest.links:
+            figures = link.snapshot()
+            state = "LOCKED" if figures.get("locked") else (
+                "SEARCHING" if figures.get("connected") else "NO DEVICE")
+            lines.append(f"  link {link.settings.name:<5} {state:<9} frames good "
+                         f"{figures.get('frames_good', 0)}, bad {figures.get('frames_bad', 0)},"
+                         f" gaps {figures.get('frames_gap', 0)}, "
+                         f"{float(str(figures.get('bit_rate', 0.0))) / 1000:.1f} kbit/s")
         lines.append(f"  errors     {errors}")
         return lines
 
@@ -98,8 +110,27 @@ class StatusDisplay:
         self._drawn = len(lines)
 
 
-def describe(config: Config, tmdbs: list[Tmdb]) -> str:
-    sims = [s.name for s in config.spacecraft if s.simulator]
+@dataclass(frozen=True, slots=True)
+class HilSettings:
+    """``isls up --hil``: the orbiter simulator, relaying the lander on virtual channel 1,
+    writes TM frames into one end of a pty pair; the ingest reads the other end."""
+
+    baud: int = 115200
+    frame_length: int = 1115
+    noise: float = 0.0
+    seed: int = 0
+
+
+def hil_link(config: Config, tmdbs: list[Tmdb], device: str, hil: HilSettings) -> LinkSettings:
+    orbiter = next(t for t in tmdbs if t.spacecraft == "orbiter")
+    return LinkSettings(name="hil", spacecraft="orbiter", device=device, baud=hil.baud,
+                        frame_length=hil.frame_length, spacecraft_id=orbiter.spacecraft_id,
+                        virtual_channels=((0, "orbiter"), (1, "lander")))
+
+
+def describe(config: Config, tmdbs: list[Tmdb], *, hil: bool = False,
+             simulate: bool = True) -> str:
+    sims = [s.name for s in config.spacecraft if s.simulator] if simulate and not hil else []
     lines = [
         "ISLS control center",
         f"  mqtt       {config.mqtt.url}{'' if config.mqtt.external else ' (local)'}",
@@ -108,6 +139,8 @@ def describe(config: Config, tmdbs: list[Tmdb]) -> str:
         f"  raw topics {', '.join(raw_topic(t.spacecraft) for t in tmdbs)}",
         f"  ingest     {raw_subscription(config.mqtt.shared_group)}",
         f"  simulators {', '.join(sims) or 'none'}",
+        *(f"  link       {link.name}: {link.device} at {link.baud} baud, {link.framing} framing"
+          for link in config.links),
         f"  state      {config.state_dir}",
         "  Ctrl-C stops everything after the last value is stored.",
     ]
@@ -115,7 +148,8 @@ def describe(config: Config, tmdbs: list[Tmdb]) -> str:
 
 
 async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
-                 simulate: bool = True, seed: int = 0, out: TextIO = sys.stdout) -> IngestService:
+                 simulate: bool = True, seed: int = 0, out: TextIO = sys.stdout,
+                 hil: tuple[HilSettings, str] | None = None) -> IngestService:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -127,7 +161,16 @@ async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
         by_name = {t.spacecraft: t for t in tmdbs}
         sim_stop = asyncio.Event()
         simulators: list[SimulatorService] = []
-        if simulate:
+        serial_simulators: list[SerialSimulatorService] = []
+        if hil is not None:
+            settings, device = hil
+            channels = [(0, PacketGenerator(make_model("orbiter", seed + 1), by_name["orbiter"])),
+                        (1, PacketGenerator(make_model("lander", seed), by_name["lander"]))]
+            serial_simulators.append(SerialSimulatorService(
+                channels, device, settings.baud, frame_length=settings.frame_length,
+                spacecraft_id=by_name["orbiter"].spacecraft_id, speed=config.simulator.speed,
+                noise=LinkNoise(settings.noise, settings.seed) if settings.noise else None))
+        elif simulate:
             for index, spacecraft in enumerate(config.spacecraft):
                 if spacecraft.simulator is None:
                     continue
@@ -137,6 +180,7 @@ async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
                     generator, config.mqtt, speed=config.simulator.speed,
                     publish_interval=config.simulator.publish_interval))
         sim_tasks = [asyncio.create_task(s.run(sim_stop)) for s in simulators]
+        sim_tasks += [asyncio.create_task(s.run(sim_stop)) for s in serial_simulators]
         display = StatusDisplay(ingest, simulators, out)
         display_stop = asyncio.Event()
         display_task = asyncio.create_task(display.run(display_stop))
@@ -160,12 +204,23 @@ async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
 
 
 def up(config: Config, tmdbs: list[Tmdb], *, duration: float | None, simulate: bool = True,
-       seed: int = 0, out: TextIO = sys.stdout) -> int:
-    with local_servers(config) as running:
-        out.write(describe(running, tmdbs) + "\n")
+       seed: int = 0, out: TextIO = sys.stdout, hil: HilSettings | None = None) -> int:
+    with contextlib.ExitStack() as stack:
+        running = stack.enter_context(local_servers(config))
+        hil_run: tuple[HilSettings, str] | None = None
+        if hil is not None:
+            directory = config.state_dir / "hil"
+            pair = stack.enter_context(PtyPair(directory / "simulator", directory / "ingest"))
+            running = replace(running, links=(*running.links,
+                                              hil_link(running, tmdbs, str(pair.b), hil)))
+            hil_run = (hil, str(pair.a))
+        out.write(describe(running, tmdbs, hil=hil is not None, simulate=simulate) + "\n")
+        if hil_run is not None:
+            out.write(f"  hil        orbiter simulator (lander relayed on VC 1) writes TM frames "
+                      f"to {hil_run[1]}\n")
         out.flush()
         ingest = asyncio.run(run_up(running, tmdbs, duration=duration, simulate=simulate,
-                                    seed=seed, out=out))
+                                    seed=seed, out=out, hil=hil_run))
     stats = ingest.stats
     writer = ingest.writer.stats if ingest.writer else None
     out.write(f"stopped cleanly: {sum(stats.packets.values())} packets decoded, "

@@ -72,9 +72,18 @@ def parse_ert(text: str) -> int | None:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
-def raw_properties(ert_ns: int, link: str) -> Properties:
+def link_topic(spacecraft: str) -> str:
+    return f"{TOPIC_ROOT}/{spacecraft}/link"
+
+
+def raw_properties(ert_ns: int, link: str, *, stored: bool = False) -> Properties:
+    """``stored``: the publisher (an ingest reading a serial link) has already stored
+    these packets, so ingest subscribers skip them; other consumers still get them."""
     properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    properties.UserProperty = [("ert", format_ert(ert_ns)), ("link", link)]
+    user = [("ert", format_ert(ert_ns)), ("link", link)]
+    if stored:
+        user.append(("stored", "true"))
+    properties.UserProperty = user
     return properties
 
 
@@ -86,6 +95,7 @@ class RawMessage:
     payload: bytes
     receive_ns: int
     link: str
+    stored: bool = False  # already stored by the ingest that read it from a serial link
 
 
 def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
@@ -100,15 +110,18 @@ def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
         payload = b""
     receive_ns: int | None = None
     link = "unknown"
+    stored = False
     user_properties = getattr(message.properties, "UserProperty", None) or []
     for key, value in user_properties:
         if key == "ert":
             receive_ns = parse_ert(value)
         elif key == "link":
             link = value
+        elif key == "stored":
+            stored = value == "true"
     if receive_ns is None:
         receive_ns = time.time_ns()
-    return RawMessage(spacecraft, bytes(payload), receive_ns, link)
+    return RawMessage(spacecraft, bytes(payload), receive_ns, link, stored)
 
 
 def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = True,

@@ -215,3 +215,18 @@ def test_tmdb_import_csv_writes_a_database_that_checks(tmp_path: Path) -> None:
                              "x"], env=_env(), capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2
     assert f"{bad}:2: array field 'uint(4)' is not supported" in failed.stderr
+
+
+def test_up_hil_runs_the_chain_over_a_pty_pair(tmp_path: Path) -> None:
+    config = _local_config(tmp_path, free_port(), free_port())
+    result = subprocess.run([*ISLS, "--config", str(config), "up", "--hil", "--noise", "1e-4",
+                             "--duration", "6"], env=_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "link hil" in result.stdout and "LOCKED" in result.stdout
+    assert _processes_using(tmp_path) == []  # socat too
+    with InfluxServer(tmp_path / "state" / "influxdb", free_port()) as influxd:
+        # Both spacecraft arrived over the one serial line, the lander by relay.
+        assert count_points(influxd, "isls", "orbiter_orbit") > 0
+        assert count_points(influxd, "isls", "lander_nav", "WHERE spacecraft='lander'") > 100
+        assert count_points(influxd, "isls", "link", "WHERE link='hil'") >= 5

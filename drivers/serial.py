@@ -1,0 +1,176 @@
+"""Serial links: read framed telemetry from a device, write it to one (simulators).
+
+The reader owns the device for the life of the ingest: when the device disappears
+(a cable or USB adapter pulled, a bench power-cycled, a pty closed) it logs it, retries
+opening with back-off, and logs when the device is back. Bytes go to a deframer
+(CCSDS TM frames or COBS, per link); the extracted packets go to a callback by
+spacecraft. pyserial does the device work, driven by asyncio through
+pyserial-asyncio-fast (the maintained asyncio transport for pyserial).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import serial
+import serial_asyncio_fast
+
+from control_center.config import LinkSettings
+from drivers.cobs import CobsDeframer
+from drivers.tm_frames import TmDeframer
+
+log = logging.getLogger("isls.serial")
+
+PacketSink = Callable[[str, bytes, int], Awaitable[None]]  # spacecraft, packets, receive ns
+
+
+@dataclass(slots=True)
+class LinkState:
+    """What ``isls link status`` shows for one link."""
+
+    name: str
+    spacecraft: str
+    device: str
+    connected: bool = False
+    reopens: int = 0
+    octets: int = 0
+    bit_rate: float = 0.0
+    unrouted_packets: int = 0  # on a virtual channel the configuration does not map
+    _window: list[tuple[float, int]] = field(default_factory=list)
+
+    def count(self, octets: int, now: float) -> None:
+        self.octets += octets
+        self._window.append((now, self.octets))
+        # Bit rate over the last few seconds: steadier than per-read figures.
+        while len(self._window) > 2 and now - self._window[0][0] > 5.0:
+            self._window.pop(0)
+        start, first = self._window[0]
+        if now - start > 0.5:
+            self.bit_rate = (self.octets - first) * 8 / (now - start)
+
+
+class SerialLinkSource:
+    """Reads one configured link until stopped, reopening the device as needed."""
+
+    def __init__(self, settings: LinkSettings, sink: PacketSink, *,
+                 max_delay: float = 5.0) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.max_delay = max_delay
+        self.state = LinkState(settings.name, settings.spacecraft, settings.device)
+        self.tm: TmDeframer | None = None
+        self.cobs: CobsDeframer | None = None
+        if settings.framing == "tm":
+            self.tm = TmDeframer(settings.frame_length, spacecraft_id=settings.spacecraft_id,
+                                 ocf=settings.ocf, fecf=settings.fecf)
+        else:
+            self.cobs = CobsDeframer()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = 0.1
+        announced = False
+        while not stop.is_set():
+            try:
+                reader, writer = await serial_asyncio_fast.open_serial_connection(
+                    url=self.settings.device, baudrate=self.settings.baud)
+            except (serial.SerialException, OSError) as exc:
+                if not announced:
+                    log.warning("link %s: cannot open %s (%s); retrying with back-off",
+                                self.settings.name, self.settings.device, exc)
+                    announced = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, self.max_delay)
+                continue
+            if self.state.reopens or announced:
+                log.warning("link %s: %s is back; reading again", self.settings.name,
+                            self.settings.device)
+            else:
+                log.info("link %s: reading %s at %d baud (%s framing)", self.settings.name,
+                         self.settings.device, self.settings.baud, self.settings.framing)
+            announced = False
+            delay = 0.1
+            self.state.connected = True
+            try:
+                await self._read(reader, stop)
+            except (serial.SerialException, OSError, ConnectionError) as exc:
+                log.warning("link %s: %s lost (%s); reopening", self.settings.name,
+                            self.settings.device, exc or type(exc).__name__)
+            finally:
+                self.state.connected = False
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            if not stop.is_set():
+                self.state.reopens += 1
+
+    async def _read(self, reader: asyncio.StreamReader, stop: asyncio.Event) -> None:
+        stop_task = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                read_task = asyncio.create_task(reader.read(65536))
+                done, _ = await asyncio.wait({read_task, stop_task},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if read_task not in done:
+                    read_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await read_task
+                    return
+                data = read_task.result()
+                if not data:
+                    raise ConnectionError("end of file")
+                await self.feed(data)
+        finally:
+            stop_task.cancel()
+
+    async def feed(self, data: bytes) -> None:
+        """Deframe ``data`` and pass its packets on, grouped by spacecraft."""
+        receive_ns = time.time_ns()
+        self.state.count(len(data), time.monotonic())
+        by_spacecraft: dict[str, list[bytes]] = {}
+        if self.tm is not None:
+            for vcid, packet in self.tm.feed(data):
+                spacecraft = self.settings.spacecraft_of(vcid)
+                if spacecraft is None:
+                    self.state.unrouted_packets += 1
+                    continue
+                by_spacecraft.setdefault(spacecraft, []).append(packet)
+        elif self.cobs is not None:
+            packets = self.cobs.feed(data)
+            if packets:
+                by_spacecraft[self.settings.spacecraft] = packets
+        for spacecraft, packets in by_spacecraft.items():
+            await self.sink(spacecraft, b"".join(packets), receive_ns)
+
+    def snapshot(self) -> dict[str, object]:
+        """Link statistics as plain values, for InfluxDB and the link topic."""
+        figures: dict[str, object] = {
+            "link": self.settings.name, "spacecraft": self.settings.spacecraft,
+            "device": self.settings.device, "framing": self.settings.framing,
+            "connected": self.state.connected, "reopens": self.state.reopens,
+            "octets": self.state.octets, "bit_rate": round(self.state.bit_rate, 1),
+            "unrouted_packets": self.state.unrouted_packets,
+        }
+        if self.tm is not None:
+            stats = self.tm.stats
+            figures.update({
+                "locked": stats.locked, "frames_good": stats.frames_good,
+                "frames_bad": stats.frames_bad, "frames_gap": stats.frames_gap,
+                "sync_losses": stats.sync_losses, "packets": stats.packets,
+                "packets_dropped": stats.packets_dropped,
+                "last_frame_ns": stats.last_frame_ns,
+            })
+        elif self.cobs is not None:
+            cobs = self.cobs.stats
+            figures.update({
+                "locked": self.state.connected and cobs.frames_good > 0,
+                "frames_good": cobs.frames_good, "frames_bad": cobs.frames_bad,
+                "frames_gap": 0, "sync_losses": 0, "packets": cobs.frames_good,
+                "packets_dropped": cobs.frames_bad, "last_frame_ns": None,
+            })
+        return figures
