@@ -90,6 +90,12 @@ class SerialLinkSource:
             if self.state.reopens or announced:
                 log.warning("link %s: %s is back; reading again", self.settings.name,
                             self.settings.device)
+                # Frames lost while the device was away left no octets; after a long
+                # outage the 8-bit frame counters could alias, so start extraction over.
+                if self.tm is not None:
+                    self.tm.reset()
+                if self.cobs is not None:
+                    self.cobs.reset()
             else:
                 log.info("link %s: reading %s at %d baud (%s framing)", self.settings.name,
                          self.settings.device, self.settings.baud, self.settings.framing)
