@@ -37,6 +37,8 @@ class DecodedBatch:
     sequence_counts: npt.NDArray[np.uint16]
     values: Mapping[str, Array]
     raw: Mapping[str, Array]
+    source: str = "live"  # live, replay or import
+    pass_id: str = ""  # the replayed pass, if any
 
     def __len__(self) -> int:
         return int(self.times_ns.shape[0])

@@ -80,6 +80,13 @@ class IngestSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveSettings:
+    enabled: bool = True
+    silence: float = 60.0  # seconds without data that end a pass (LOS)
+    max_segment_mb: int = 256  # segments rotate at this size
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatorSettings:
     publish_interval: float = 0.1  # one MQTT message carries this much telemetry
     speed: float = 1.0
@@ -119,6 +126,11 @@ class Config:
     ingest: IngestSettings = IngestSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     links: tuple[LinkSettings, ...] = ()
+    archive: ArchiveSettings = ArchiveSettings()
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.state_dir / "archive"
 
     @property
     def tmdb_paths(self) -> list[Path]:
@@ -230,7 +242,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
     top = _Reader(source, document, "", {"station", "mqtt", "influx", "spacecraft", "ingest",
-                                          "simulator", "link"})
+                                          "simulator", "link", "archive"})
     del top
     station = _Reader(source, _table(document, "station", source), "station.", {"state_dir"})
     state_dir = resolve(station.string("state_dir", "../state"))
@@ -313,6 +325,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
 
     ingest = _Reader(source, _table(document, "ingest", source), "ingest.",
                      {"batch_packets", "batch_interval", "queue_messages", "publish_params"})
+    archive = _Reader(source, _table(document, "archive", source), "archive.",
+                      {"enabled", "silence", "max_segment_mb"})
     simulator_table = _Reader(source, _table(document, "simulator", source), "simulator.",
                               {"publish_interval", "speed"})
     return Config(
@@ -329,6 +343,11 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             speed=simulator_table.number("speed", 1.0),
         ),
         links=links,
+        archive=ArchiveSettings(
+            enabled=archive.boolean("enabled", True),
+            silence=archive.number("silence", 60.0),
+            max_segment_mb=archive.integer("max_segment_mb", 256, maximum=65536),
+        ),
     )
 
 

@@ -25,12 +25,13 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
 import aiomqtt
 import numpy as np
 
+from control_center.archive import KIND_LINK_OCTETS, ArchiveWriter
 from control_center.codec import DecodedBatch, PacketCodec
 from control_center.config import Config, LinkSettings
 from control_center.packets import split_packets
@@ -94,7 +95,9 @@ class Decoder:
             self._lengths[tmdb.spacecraft] = {p.apid: p.length for p in tmdb.packets}
             self._crc[tmdb.spacecraft] = frozenset(p.apid for p in tmdb.packets
                                                    if p.error_control)
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        # Keyed by spacecraft, APID and where the packets come from, so a replay and
+        # the live stream never share a batch (they are stored under different tags).
+        self._pending: dict[tuple[str, int, str, str, int], _Pending] = {}
         self._logged: set[str] = set()
 
     def _count_error(self, kind: str, count: int, detail: str) -> None:
@@ -121,9 +124,10 @@ class Decoder:
             self._count_error(kind, count, f"{message.spacecraft} via {message.link}")
         moment = time.monotonic() if now is None else now
         for apid, packets in result.by_apid.items():
-            pending = self._pending.get((message.spacecraft, apid))
+            key = (message.spacecraft, apid, message.source, message.pass_id, message.shift_ns)
+            pending = self._pending.get(key)
             if pending is None:
-                pending = self._pending[(message.spacecraft, apid)] = _Pending(since=moment)
+                pending = self._pending[key] = _Pending(since=moment)
             elif not pending.packets:
                 pending.since = moment
             pending.packets.extend(packets)
@@ -133,7 +137,7 @@ class Decoder:
         """Decode and return every batch that is full, old enough, or all with ``force``."""
         moment = time.monotonic() if now is None else now
         batches: list[DecodedBatch] = []
-        for (spacecraft, apid), pending in self._pending.items():
+        for (spacecraft, apid, source, pass_id, shift_ns), pending in self._pending.items():
             if not pending.packets:
                 continue
             if not force and len(pending.packets) < self.batch_packets \
@@ -142,6 +146,10 @@ class Decoder:
             codec = self._codecs[spacecraft][apid]
             batch = codec.decode_packets(pending.packets,
                                          np.asarray(pending.receive_ns, dtype=np.int64))
+            if shift_ns:
+                batch = replace(batch, times_ns=batch.times_ns + shift_ns)
+            if source != "live" or pass_id:
+                batch = replace(batch, source=source, pass_id=pass_id)
             pending.packets = []
             pending.receive_ns = []
             self.stats.packets[spacecraft] += len(batch)
@@ -149,6 +157,9 @@ class Decoder:
             self.stats.values[spacecraft] += len(batch) * len(batch.packet.parameters)
             self.stats.last_packet_ns[spacecraft] = int(batch.times_ns[-1])
             batches.append(batch)
+        # Replays come and go: forget their emptied batch slots.
+        for key in [k for k, p in self._pending.items() if not p.packets and k[2] != "live"]:
+            del self._pending[key]
         return batches
 
     @property
@@ -177,7 +188,7 @@ class IngestService:
     def __init__(self, config: Config, tmdbs: list[Tmdb], *, source: str = "live",
                  identifier: str | None = None, drain_quiet: float = 0.5,
                  drain_limit: float = 10.0, links: tuple[LinkSettings, ...] | None = None,
-                 link_interval: float = 1.0) -> None:
+                 link_interval: float = 1.0, archive: bool = True) -> None:
         self.config = config
         self.source = source
         self.identifier = identifier or f"isls-ingest-{os.getpid()}"
@@ -189,7 +200,12 @@ class IngestService:
         self._queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(
             config.ingest.queue_messages)
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(1000)
-        self.links = [SerialLinkSource(link, self._sink_for(link.name))
+        self.archive: ArchiveWriter | None = None
+        if archive and config.archive.enabled:
+            self.archive = ArchiveWriter(config.archive_dir, silence=config.archive.silence,
+                                         max_segment_bytes=config.archive.max_segment_mb << 20)
+        self.links = [SerialLinkSource(link, self._sink_for(link.name),
+                                       octet_sink=self._octets_for(link))
                       for link in (config.links if links is None else links)]
         self._link_interval = link_interval
         self._reading_done = asyncio.Event()
@@ -238,45 +254,59 @@ class IngestService:
             await decoder
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(publisher, 5)
+        if self.archive is not None:
+            self.archive.close()
         log.info("ingest stopped: %d packets stored, errors %s",
                  sum(self.stats.packets.values()), dict(self.stats.errors) or "none")
 
     async def _read_session(self, stop_reading: asyncio.Event) -> None:
-        client = make_client(self.config.mqtt, self.identifier,
-                             max_queued_incoming=self.config.ingest.queue_messages)
+        # No limit on aiomqtt's own queue: at its limit it discards messages it has
+        # already acknowledged to the broker. The bound is our queue: when the decoder
+        # is behind, put() waits and the reader stops taking messages.
+        client = make_client(self.config.mqtt, self.identifier)
         async with client:
             await client.subscribe(raw_subscription(self.config.mqtt.shared_group), qos=RAW_QOS)
+            await client.subscribe(raw_subscription(self.config.mqtt.shared_group, "replay"),
+                                   qos=RAW_QOS)
             self.ready.set()
             log.info("ingest subscribed to %s on %s",
                      raw_subscription(self.config.mqtt.shared_group), self.config.mqtt.url)
-            messages = aiter(client.messages)
-            stop_task = asyncio.create_task(stop_reading.wait())
+            reading = asyncio.create_task(self._read_messages(client))
+            stopping = asyncio.create_task(stop_reading.wait())
             try:
-                while not stop_reading.is_set():
-                    next_task = asyncio.ensure_future(anext(messages))
-                    done, _ = await asyncio.wait({next_task, stop_task},
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    if next_task not in done:
-                        next_task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await next_task
-                        break
-                    raw = to_raw_message(next_task.result())
-                    self._last_message = time.monotonic()
-                    if raw is None:
-                        self.decoder._count_error("foreign_topic", 1, "message on a topic "
-                                                  "outside isls/<spacecraft>/tm/raw")
-                        continue
-                    if raw.stored:
-                        continue  # a serial link's ingest stored it already
-                    await self._queue.put(raw)  # waits when the decoder is behind
-                    self.stats.queue_depth = self._queue.qsize()
+                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                stop_task.cancel()
+                stopping.cancel()
+                if not reading.done():
+                    reading.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reading
+            if reading.done() and not reading.cancelled() and reading.exception() is not None:
+                raise reading.exception()  # type: ignore[misc]
+
+    async def _read_messages(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            raw = to_raw_message(message)
+            self._last_message = time.monotonic()
+            if raw is None:
+                self.decoder._count_error("foreign_topic", 1, "message on a topic "
+                                          "outside isls/<spacecraft>/tm/raw")
+                continue
+            if raw.stored:
+                continue  # a serial link's ingest stored it already
+            await self._queue.put(raw)  # waits when the decoder is behind
+            self.stats.queue_depth = self._queue.qsize()
+
+    def _accept(self, message: RawMessage) -> None:
+        # Recording comes first: the archive keeps what arrived even if decoding it fails.
+        if self.archive is not None and message.source == "live":
+            self.archive.record(message.spacecraft, message.receive_ns, message.link,
+                                message.payload)
+        self.decoder.feed(message)
 
     async def _decode_loop(self, writer: InfluxWriter) -> None:
         interval = self.config.ingest.batch_interval
-        tags_cache: dict[str, dict[str, str]] = {}
+        tags_cache: dict[tuple[str, str, str], dict[str, str]] = {}
         finished = False
         while not finished:
             try:
@@ -284,22 +314,29 @@ class IngestService:
                 if message is None:
                     finished = True
                 else:
-                    self.decoder.feed(message)
+                    self._accept(message)
                     # Take everything already queued before decoding: bigger batches.
                     while not self._queue.empty():
                         more = self._queue.get_nowait()
                         if more is None:
                             finished = True
                             break
-                        self.decoder.feed(more)
+                        self._accept(more)
             except TimeoutError:
                 pass
+            if self.archive is not None:
+                self.archive.tick()
             for batch in self.decoder.take(force=finished):
-                tags = tags_cache.setdefault(batch.spacecraft, {
-                    "spacecraft": batch.spacecraft, "source": self.source})
+                source = self.source if batch.source == "live" else batch.source
+                key = (batch.spacecraft, source, batch.pass_id)
+                tags = tags_cache.get(key)
+                if tags is None:
+                    tags = tags_cache[key] = {"spacecraft": batch.spacecraft, "source": source}
+                    if batch.pass_id:
+                        tags["pass"] = batch.pass_id
                 lines = format_lines(batch, tags)
                 await writer.write(lines, len(batch), len(batch) * len(batch.packet.parameters))
-                if self.config.ingest.publish_params:
+                if self.config.ingest.publish_params and batch.source == "live":
                     self._offer_param(batch)
 
     def _offer_param(self, batch: DecodedBatch) -> None:
@@ -312,6 +349,15 @@ class IngestService:
             self._outbox.get_nowait()
             self.stats.errors["publish_dropped"] += 1
         self._outbox.put_nowait(message)
+
+    def _octets_for(self, link: LinkSettings) -> Callable[[bytes, int], None] | None:
+        archive = self.archive
+        if archive is None:
+            return None
+
+        def record(octets: bytes, receive_ns: int) -> None:
+            archive.record(link.spacecraft, receive_ns, link.name, octets, KIND_LINK_OCTETS)
+        return record
 
     def _sink_for(self, link: str) -> PacketSink:
         async def sink(spacecraft: str, packets: bytes, receive_ns: int) -> None:

@@ -43,15 +43,21 @@ def param_topic(spacecraft: str) -> str:
     return f"{TOPIC_ROOT}/{spacecraft}/tm/param"
 
 
-def raw_subscription(group: str | None) -> str:
-    """All raw topics; with a group, a shared subscription that spreads the load."""
-    topic = f"{TOPIC_ROOT}/+/tm/raw"
+def replay_topic(spacecraft: str) -> str:
+    return f"{TOPIC_ROOT}/{spacecraft}/tm/replay"
+
+
+def raw_subscription(group: str | None, kind: str = "raw") -> str:
+    """All raw (or replay) topics; with a group, a shared subscription that spreads the
+    load."""
+    topic = f"{TOPIC_ROOT}/+/tm/{kind}"
     return f"$share/{group}/{topic}" if group else topic
 
 
 def spacecraft_of(topic: str) -> str | None:
     parts = topic.split("/")
-    if len(parts) == 4 and parts[0] == TOPIC_ROOT and parts[2] == "tm" and parts[3] == "raw":
+    if len(parts) == 4 and parts[0] == TOPIC_ROOT and parts[2] == "tm" \
+            and parts[3] in ("raw", "replay"):
         return parts[1]
     return None
 
@@ -76,6 +82,13 @@ def link_topic(spacecraft: str) -> str:
     return f"{TOPIC_ROOT}/{spacecraft}/link"
 
 
+def replay_properties(ert_ns: int, link: str, pass_id: str, shift_ns: int) -> Properties:
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.UserProperty = [("ert", format_ert(ert_ns)), ("link", link),
+                               ("pass", pass_id), ("shift_ns", str(shift_ns))]
+    return properties
+
+
 def raw_properties(ert_ns: int, link: str, *, stored: bool = False) -> Properties:
     """``stored``: the publisher (an ingest reading a serial link) has already stored
     these packets, so ingest subscribers skip them; other consumers still get them."""
@@ -96,6 +109,9 @@ class RawMessage:
     receive_ns: int
     link: str
     stored: bool = False  # already stored by the ingest that read it from a serial link
+    source: str = "live"  # live, replay or import: the InfluxDB source tag
+    pass_id: str = ""  # the pass a replay comes from (InfluxDB pass tag)
+    shift_ns: int = 0  # added to every point time (replay --shift-to-now)
 
 
 def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
@@ -111,6 +127,8 @@ def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
     receive_ns: int | None = None
     link = "unknown"
     stored = False
+    pass_id = ""
+    shift_ns = 0
     user_properties = getattr(message.properties, "UserProperty", None) or []
     for key, value in user_properties:
         if key == "ert":
@@ -119,9 +137,19 @@ def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
             link = value
         elif key == "stored":
             stored = value == "true"
+        elif key == "pass":
+            pass_id = value
+        elif key == "shift_ns":
+            try:
+                shift_ns = int(value)
+            except ValueError:
+                shift_ns = 0
     if receive_ns is None:
         receive_ns = time.time_ns()
-    return RawMessage(spacecraft, bytes(payload), receive_ns, link, stored)
+    replay = message.topic.value.endswith("/tm/replay")
+    return RawMessage(spacecraft, bytes(payload), receive_ns, link, stored,
+                      source="replay" if replay else "live", pass_id=pass_id if replay else "",
+                      shift_ns=shift_ns if replay else 0)
 
 
 def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = True,

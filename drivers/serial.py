@@ -58,9 +58,11 @@ class SerialLinkSource:
     """Reads one configured link until stopped, reopening the device as needed."""
 
     def __init__(self, settings: LinkSettings, sink: PacketSink, *,
-                 max_delay: float = 5.0) -> None:
+                 max_delay: float = 5.0,
+                 octet_sink: Callable[[bytes, int], None] | None = None) -> None:
         self.settings = settings
         self.sink = sink
+        self.octet_sink = octet_sink  # every octet as read, for the archive
         self.max_delay = max_delay
         self.state = LinkState(settings.name, settings.spacecraft, settings.device)
         self.tm: TmDeframer | None = None
@@ -138,6 +140,8 @@ class SerialLinkSource:
         """Deframe ``data`` and pass its packets on, grouped by spacecraft."""
         receive_ns = time.time_ns()
         self.state.count(len(data), time.monotonic())
+        if self.octet_sink is not None:
+            self.octet_sink(data, receive_ns)
         by_spacecraft: dict[str, list[bytes]] = {}
         if self.tm is not None:
             for vcid, packet in self.tm.feed(data):

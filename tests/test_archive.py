@@ -1,0 +1,285 @@
+"""The pass archive: format, crash safety, passes; replay and import against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from control_center.archive import (
+    FILE_MAGIC,
+    KIND_PACKETS,
+    ArchiveWriter,
+    ReadStats,
+    encode_record,
+    find_pass,
+    iter_pass_records,
+    list_passes,
+    read_segment,
+)
+from control_center.config import Config
+from control_center.errors import IslsError
+from control_center.ingest import IngestService, wait_subscribed
+from control_center.replay import import_files, replay_pass
+from control_center.servers import InfluxServer
+from control_center.tmdb import Tmdb, import_ccsdspy_csv, parse_tmdb
+from simulators.runner import PacketGenerator, SimulatorService, make_model
+from tests.conftest import count_points, wait_for, wait_for_async
+
+ISLS = [sys.executable, "-m", "control_center.cli"]
+SECOND = 1_000_000_000
+
+
+def _records(count: int, start_ns: int = 1_800_000_000 * SECOND) -> list[tuple[int, bytes]]:
+    return [(start_ns + i * SECOND // 10, bytes([i % 256]) * (10 + i)) for i in range(count)]
+
+
+def test_records_round_trip_and_a_torn_tail_loses_only_the_last(tmp_path: Path) -> None:
+    writer = ArchiveWriter(tmp_path)
+    records = _records(5)
+    for ert, payload in records:
+        pass_id = writer.record("lander", ert, "sim-lander", payload)
+    writer.close()
+    segment = find_pass(tmp_path, pass_id) / "seg-0000.isla"
+    whole = segment.read_bytes()
+    read = list(read_segment(segment))
+    assert [(r.ert_ns, r.payload) for r in read] == records
+    assert {r.link for r in read} == {"sim-lander"}
+    # A crash while writing the last record: cut it at every possible octet.
+    last = encode_record(KIND_PACKETS, records[-1][0], "sim-lander", records[-1][1])
+    for cut in range(1, len(last)):
+        segment.write_bytes(whole[:len(whole) - len(last) + cut])
+        stats = ReadStats()
+        assert [(r.ert_ns, r.payload) for r in read_segment(segment, stats)] == records[:-1]
+        assert stats.torn_tail
+
+
+def test_damage_inside_a_segment_costs_only_the_damaged_record(tmp_path: Path) -> None:
+    writer = ArchiveWriter(tmp_path)
+    records = _records(6)
+    for ert, payload in records:
+        pass_id = writer.record("orbiter", ert, "l", payload)
+    writer.close()
+    segment = find_pass(tmp_path, pass_id) / "seg-0000.isla"
+    data = bytearray(segment.read_bytes())
+    third = len(FILE_MAGIC) + sum(len(encode_record(KIND_PACKETS, e, "l", p))
+                                  for e, p in records[:2])
+    data[third + 20] ^= 0xFF  # inside the third record's payload
+    segment.write_bytes(bytes(data))
+    stats = ReadStats()
+    got = [(r.ert_ns, r.payload) for r in read_segment(segment, stats)]
+    assert got == records[:2] + records[3:]
+    assert stats.damaged == 1 and not stats.torn_tail
+
+
+def test_passes_split_at_silence_and_segments_rotate(tmp_path: Path) -> None:
+    writer = ArchiveWriter(tmp_path, silence=30.0, max_segment_bytes=300)
+    first = _records(20)
+    second = _records(10, start_ns=first[-1][0] + 31 * SECOND)  # after a 31 s silence
+    for ert, payload in first + second:
+        writer.record("lander", ert, "sim", payload)
+    writer.tick(now_ns=second[-1][0] + 31 * SECOND)  # loss of signal closes the second
+    passes = list_passes(tmp_path)
+    assert len(passes) == 2 and all(p.closed for p in passes)
+    assert passes[0].start_ns == first[0][0] and passes[0].end_ns == first[-1][0]
+    assert passes[1].start_ns == second[0][0]
+    assert passes[0].segments > 1  # rotated at 300 octets
+    directory = find_pass(tmp_path, passes[0].id)
+    assert [r.payload for r in iter_pass_records(directory)] == [p for _, p in first]
+    with pytest.raises(IslsError, match="no pass 'lander-nope'"):
+        find_pass(tmp_path, "lander-nope")
+
+
+def _env(config: Config) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISLS_")}
+    env.update(ISLS_MQTT_URL=config.mqtt.url, ISLS_INFLUX_URL=config.influx.url,
+               ISLS_INFLUX_DB=config.influx.database, ISLS_STATE_DIR=str(config.state_dir))
+    return env
+
+
+def test_ingest_killed_mid_pass_leaves_a_readable_archive(
+        config: Config, tmdbs: list[Tmdb], tmp_path: Path) -> None:
+    ingest = subprocess.Popen([*ISLS, "ingest"], env=_env(config), stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        assert ingest.stderr is not None
+        seen = ""
+        while "subscribed" not in seen:
+            line = ingest.stderr.readline()
+            assert line, seen
+            seen += line
+
+        async def publish() -> None:
+            service = SimulatorService(PacketGenerator(make_model("lander", 1), tmdbs[0]),
+                                       config.mqtt, speed=5.0, publish_interval=0.05)
+            await service.run(asyncio.Event(), 3.0)
+
+        asyncio.run(publish())
+        archive = config.archive_dir
+        wait_for(lambda: bool(list_passes(archive)) and list_passes(archive)[0].records >= 40,
+                 20, message="the ingest to archive records")
+    finally:
+        ingest.send_signal(signal.SIGKILL)
+        ingest.wait(10)
+    (info,) = list_passes(config.archive_dir)
+    assert not info.closed  # nobody closed it: the summary is recomputed from the segments
+    directory = find_pass(config.archive_dir, info.id)
+    segment = sorted(directory.glob("seg-*.isla"))[-1]
+    # Simulate the worst moment for the kill: half a record written.
+    half = encode_record(KIND_PACKETS, 0, "sim-lander", b"x" * 100)[:57]
+    with segment.open("ab") as handle:
+        handle.write(half)
+    stats = ReadStats()
+    records = list(iter_pass_records(directory, stats))
+    assert stats.torn_tail and stats.damaged == 0
+    assert len(records) == info.records >= 40
+    # Every whole record holds whole packets with contiguous sequence counts.
+    assert info.gaps == 0 and info.packets > 0
+
+
+async def _live_run(config: Config, tmdbs: list[Tmdb]) -> IngestService:
+    stop = asyncio.Event()
+    ingest = IngestService(config, tmdbs)
+    task = asyncio.create_task(ingest.run(stop))
+    await wait_subscribed(ingest)
+    sims = [SimulatorService(PacketGenerator(make_model(t.spacecraft, 5), t), config.mqtt,
+                             speed=4.0) for t in tmdbs]
+    await asyncio.gather(*(s.run(asyncio.Event(), 2.5) for s in sims))
+    stop.set()
+    await task
+    return ingest
+
+
+async def _replay(config: Config, tmdbs: list[Tmdb], pass_id: str, expected: int,
+                  **options: object) -> None:
+    stop = asyncio.Event()
+    ingest = IngestService(config, tmdbs)
+    task = asyncio.create_task(ingest.run(stop))
+    await wait_subscribed(ingest)
+    await replay_pass(config, pass_id, show_progress=False, **options)  # type: ignore[arg-type]
+    await wait_for_async(lambda: sum(ingest.stats.packets.values()) >= expected, 20,
+                         "the replay to be decoded")
+    stop.set()
+    await task
+
+
+def _rows(influxd: InfluxServer, database: str, measurement: str, where: str
+          ) -> list[list[object]]:
+    result = influxd.query(f'SELECT * FROM "{measurement}" WHERE {where}', database)
+    series = result["results"][0]["series"][0]  # type: ignore[index]
+    columns = series["columns"]
+    keep = [i for i, c in enumerate(columns) if c not in ("pass", "source", "spacecraft")]
+    return [[row[i] for i in keep] for row in series["values"]]
+
+
+def test_replay_at_max_speed_equals_live_packet_for_packet_and_is_idempotent(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
+    live = asyncio.run(_live_run(config, tmdbs))
+    passes = {p.spacecraft: p for p in list_passes(config.archive_dir)}
+    assert set(passes) == {"lander", "orbiter"}
+    lander_pass = passes["lander"]
+    assert lander_pass.closed and lander_pass.packets == live.stats.packets["lander"]
+    for _ in range(2):  # twice: the second replay must change nothing
+        asyncio.run(_replay(config, tmdbs, lander_pass.id, lander_pass.packets, speed=None))
+        for packet in tmdbs[0].packets:
+            live_rows = _rows(influxd, database, packet.name, "source='live'")
+            replayed = _rows(influxd, database, packet.name,
+                             f"source='replay' AND \"pass\"='{lander_pass.id}'")
+            assert replayed == live_rows, packet.name
+    assert count_points(influxd, database, "orbiter_orbit", "WHERE source='replay'") == 0
+
+
+def test_replay_shift_to_now_and_window(config: Config, tmdbs: list[Tmdb],
+                                        influxd: InfluxServer, database: str) -> None:
+    asyncio.run(_live_run(config, [tmdbs[1]]))
+    (orbiter_pass,) = list_passes(config.archive_dir)
+    live_first = influxd.query('SELECT FIRST("altitude") FROM "orbiter_orbit" '
+                               "WHERE source='live'", database)
+    first_ns = live_first["results"][0]["series"][0]["values"][0][0]  # type: ignore[index]
+    before = time.time_ns()
+    asyncio.run(_replay(config, [tmdbs[1]], orbiter_pass.id, 1, speed=None, end="+1",
+                        shift_to_now=True))
+    shifted = influxd.query('SELECT FIRST("altitude") FROM "orbiter_orbit" '
+                            "WHERE source='replay'", database)
+    shifted_ns = shifted["results"][0]["series"][0]["values"][0][0]  # type: ignore[index]
+    assert shifted_ns - first_ns >= before - orbiter_pass.start_ns
+    replayed = count_points(influxd, database, "orbiter_orbit", "WHERE source='replay'")
+    live = count_points(influxd, database, "orbiter_orbit", "WHERE source='live'")
+    assert 0 < replayed < live  # --to +1 s took only the first second of the pass
+
+
+def test_passes_and_replay_from_the_command_line(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
+    asyncio.run(_live_run(config, [tmdbs[0]]))
+    (lander_pass,) = list_passes(config.archive_dir)
+    listing = subprocess.run([*ISLS, "passes"], env=_env(config), capture_output=True,
+                             text=True, timeout=60)
+    assert listing.returncode == 0 and lander_pass.id in listing.stdout
+    show = subprocess.run([*ISLS, "passes", "show", lander_pass.id], env=_env(config),
+                          capture_output=True, text=True, timeout=60)
+    assert f"packets     {lander_pass.packets}" in show.stdout
+    stop_ingest = subprocess.Popen([*ISLS, "ingest"], env=_env(config), stderr=subprocess.PIPE,
+                                   text=True)
+    try:
+        assert stop_ingest.stderr is not None
+        seen = ""
+        while "subscribed" not in seen:
+            line = stop_ingest.stderr.readline()
+            assert line, seen
+            seen += line
+        result = subprocess.run([*ISLS, "replay", lander_pass.id, "--speed", "max"],
+                                env=_env(config), capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "replayed" in result.stdout and "100%" in result.stderr
+        wait_for(lambda: count_points(influxd, database, "lander_nav", "WHERE source='replay'")
+                 == count_points(influxd, database, "lander_nav", "WHERE source='live'"), 20,
+                 message="the replay in InfluxDB")
+    finally:
+        stop_ingest.send_signal(signal.SIGINT)
+        stop_ingest.wait(30)
+    missing = subprocess.run([*ISLS, "replay", "lander-nope"], env=_env(config),
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no pass 'lander-nope'" in missing.stderr
+
+
+def test_import_a_real_ccsdspy_packet_file(config: Config, influxd: InfluxServer,
+                                           database: str) -> None:
+    import ccsdspy
+
+    directory = Path(ccsdspy.__file__).parent / "tests/data/hs/apid895"
+    tlm = next(directory.glob("*.tlm"))
+    packet = import_ccsdspy_csv(directory / "defs.csv", 895, "ssat_hk", length=34)
+    ssat = parse_tmdb({"spacecraft": "ssat1", "packets": [packet]}, "test")
+    expected = ccsdspy.FixedLength.from_file(directory / "defs.csv").load(str(tlm))
+    summary = asyncio.run(import_files(config, [ssat], [tlm]))
+    n = len(expected["pkt895_int16_osc"])
+    assert summary.packets["ssat1/ssat_hk"] == n
+    assert count_points(influxd, database, "ssat_hk", "WHERE source='import'") == n
+    result = influxd.query('SELECT "pkt895_int16_osc" FROM "ssat_hk" ORDER BY time', database)
+    stored = [row[1] for row in result["results"][0]["series"][0]["values"]]  # type: ignore[index]
+    assert np.array_equal(stored, expected["pkt895_int16_osc"])
+
+
+def test_import_counts_unknown_and_bad_packets(config: Config, tmdbs: list[Tmdb],
+                                               influxd: InfluxServer, database: str,
+                                               tmp_path: Path) -> None:
+    from tests.test_pipeline import _good_packets
+
+    good = _good_packets(tmdbs[0], "lander_power", 4, 0)
+    bad = bytearray(good[1])
+    bad[15] ^= 1
+    unknown = bytes([0x0A, 0x55]) + good[0][2:]  # APID 0x255: nobody's
+    path = tmp_path / "pass.bin"
+    path.write_bytes(good[0] + bytes(bad) + unknown + good[2] + good[3] + good[3][:9])
+    summary = asyncio.run(import_files(config, tmdbs, [path], spacecraft="lander"))
+    assert summary.packets["lander/lander_power"] == 3
+    assert summary.errors["bad_crc"] == 1 and summary.errors["unknown_apid"] == 1
+    assert summary.errors["truncated"] == 1
+    assert count_points(influxd, database, "lander_power", "WHERE source='import'") == 3
