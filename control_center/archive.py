@@ -241,7 +241,11 @@ class ArchiveWriter:
                 current.info.packets += 1
                 previous = current.last_sequence.get(apid)
                 if previous is not None:
-                    current.info.gaps += (sequence - previous - 1) % 16384
+                    missing = (sequence - previous - 1) % 16384
+                    # A jump of more than half the 14-bit counter is a packet out of order
+                    # (or repeated), not thousands of lost ones.
+                    if missing < 8192:
+                        current.info.gaps += missing
                 current.last_sequence[apid] = sequence
             position += 7 + length
 

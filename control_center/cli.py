@@ -98,6 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
                                       "frames good and bad, gaps, bit rate, last frame")
     status.add_argument("--once", action="store_true", help="print the current state and exit")
 
+    passes = commands.add_parser("passes", help="recorded passes: list, or show one")
+    passes.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    passes.add_argument("pass_id", nargs="?", help="with show: the pass")
+    passes.add_argument("--spacecraft", help="only this spacecraft's passes")
+
+    replay = commands.add_parser("replay", help="republish a recorded pass into the pipeline")
+    replay.add_argument("pass_id")
+    replay.add_argument("--speed", default="1", help="times real time, or max (default 1)")
+    replay.add_argument("--from", dest="start", help="start: +SECONDS from the pass start or "
+                        "an ISO 8601 UTC time")
+    replay.add_argument("--to", dest="end", help="end, the same way")
+    replay.add_argument("--shift-to-now", action="store_true", help="move time stamps so the "
+                        "pass starts now (training sessions that must look live)")
+
+    imp_files = commands.add_parser("import", help="load files of back-to-back CCSDS packets")
+    imp_files.add_argument("files", nargs="+", type=Path)
+    imp_files.add_argument("--spacecraft", help="whose telemetry database decodes them "
+                           "(default: the one that knows the files' APIDs)")
+
+    report = commands.add_parser("report", help="write a pass report (PNG plots and HTML)")
+    report.add_argument("pass_id")
+    report.add_argument("--out", type=Path, required=True, help="output directory")
+
     tmdb = commands.add_parser("tmdb", help="telemetry database tools")
     tmdb_commands = tmdb.add_subparsers(dest="tmdb_command", required=True, metavar="ACTION")
     check = tmdb_commands.add_parser("check", help="validate telemetry database files")
@@ -258,6 +281,94 @@ def _sim_serial(args: argparse.Namespace, config: Config, tmdbs: list[Tmdb], tmd
     return 0
 
 
+def _utc(ns: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from control_center.archive import list_passes, pass_info
+
+    config = load_config(args.config)
+    if args.action == "show":
+        if not args.pass_id:
+            raise IslsError("isls passes show: name the pass (see `isls passes`)")
+        info = pass_info(config.archive_dir, args.pass_id)
+        state = "loss of signal" if info.closed else "open"
+        print(f"pass        {info.id}\n"
+              f"spacecraft  {info.spacecraft}\n"
+              f"start       {_utc(info.start_ns)} UTC (acquisition of signal)\n"
+              f"end         {_utc(info.end_ns)} UTC ({state})\n"
+              f"duration    {info.duration:.1f} s\n"
+              f"packets     {info.packets}\n"
+              f"octets      {info.octets}\n"
+              f"gaps        {info.gaps} packets missing by sequence count\n"
+              f"records     {info.records} in {info.segments} segment(s)\n"
+              f"links       {', '.join(info.links)}")
+        return 0
+    passes = [p for p in list_passes(config.archive_dir)
+              if args.spacecraft is None or p.spacecraft == args.spacecraft]
+    if not passes:
+        print(f"no passes recorded in {config.archive_dir}")
+        return 0
+    print(f"{'pass':<34} {'spacecraft':<10} {'start (UTC)':<19}  {'end (UTC)':<19} "
+          f"{'duration':>9} {'packets':>9} {'octets':>11} {'gaps':>6}  state")
+    for info in passes:
+        print(f"{info.id:<34} {info.spacecraft:<10} {_utc(info.start_ns)}  {_utc(info.end_ns)} "
+              f"{info.duration:8.0f}s {info.packets:>9} {info.octets:>11} {info.gaps:>6}  "
+              f"{'closed' if info.closed else 'open'}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from control_center.replay import replay_pass
+
+    config = load_config(args.config)
+    if args.speed == "max":
+        speed = None
+    else:
+        try:
+            speed = float(args.speed)
+        except ValueError:
+            raise IslsError(f"--speed {args.speed!r}: a number or max") from None
+        if speed <= 0:
+            raise IslsError("--speed must be positive")
+    stats = asyncio.run(replay_pass(config, args.pass_id, speed=speed, start=args.start,
+                                    end=args.end, shift_to_now=args.shift_to_now))
+    print(f"replayed {args.pass_id}: {stats.records} records, {stats.octets} octets in "
+          f"{stats.seconds:.1f} s ({stats.speedup:.1f}x real time); the ingest stores them "
+          f"with source=replay, pass={args.pass_id}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from control_center.replay import import_files
+
+    config, tmdbs = _load(args)
+    summary = asyncio.run(import_files(config, tmdbs, args.files, spacecraft=args.spacecraft))
+    print(f"imported {summary.files} file(s), {summary.octets} octets: "
+          f"{sum(summary.packets.values())} packets, {summary.values_written} values "
+          f"(source=import)")
+    for name, count in sorted(summary.packets.items()):
+        print(f"  {name:<40} {count:>9}")
+    unknown = summary.errors.get("unknown_apid", 0)
+    bad = sum(summary.errors.values()) - unknown
+    print(f"  unknown APIDs {unknown}, bad packets {bad}"
+          + (f" ({', '.join(f'{k} {v}' for k, v in sorted(summary.errors.items()))})"
+             if summary.errors else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from control_center.report import write_report
+
+    config, tmdbs = _load(args)
+    summary = write_report(config.archive_dir, args.pass_id, tmdbs, args.out)
+    print(f"report of {args.pass_id} written to {summary.index}")
+    return 0
+
+
 def cmd_link_status(args: argparse.Namespace) -> int:
     from control_center.link_status import link_status
 
@@ -283,7 +394,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
-    handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest, "link": cmd_link_status}
+    handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest, "link": cmd_link_status,
+                "passes": cmd_passes, "replay": cmd_replay, "import": cmd_import,
+                "report": cmd_report}
     try:
         if args.command == "tmdb":
             if args.tmdb_command == "check":

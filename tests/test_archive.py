@@ -247,6 +247,13 @@ def test_passes_and_replay_from_the_command_line(
     missing = subprocess.run([*ISLS, "replay", "lander-nope"], env=_env(config),
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no pass 'lander-nope'" in missing.stderr
+    out = config.state_dir / "report"
+    report = subprocess.run([*ISLS, "report", lander_pass.id, "--out", str(out)],
+                            env=_env(config), capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    report_parameters = [p for p in tmdbs[0].packets for q in p.parameters if q.report]
+    assert len(list(out.glob("*.png"))) == len(report_parameters)
+    assert lander_pass.id in (out / "index.html").read_text()
 
 
 def test_import_a_real_ccsdspy_packet_file(config: Config, influxd: InfluxServer,
@@ -283,3 +290,21 @@ def test_import_counts_unknown_and_bad_packets(config: Config, tmdbs: list[Tmdb]
     assert summary.errors["bad_crc"] == 1 and summary.errors["unknown_apid"] == 1
     assert summary.errors["truncated"] == 1
     assert count_points(influxd, database, "lander_power", "WHERE source='import'") == 3
+
+
+def test_gaps_count_missing_packets_not_reordered_ones(tmp_path: Path) -> None:
+    from control_center.packets import CucTime, build_packet
+
+    def packet(sequence: int) -> bytes:
+        return build_packet(0x111, sequence, b"\x00" * 4, time=CucTime(0, 0))
+
+    writer = ArchiveWriter(tmp_path)
+    # 0→2 one missing; 2→1 late, not 16,382 missing; 1→3 counts 2 again (a late packet
+    # is counted once as missing); 3→7 three missing; 16383→0 is the counter wrapping.
+    sequences = (0, 2, 1, 3, 7, 8, 16383, 0, 1)
+    for sequence in sequences:
+        pass_id = writer.record("lander", 1_800_000_000 * SECOND, "l", packet(sequence))
+    writer.close()
+    (info,) = list_passes(tmp_path)
+    assert info.id == pass_id and info.packets == len(sequences)
+    assert info.gaps == 1 + 1 + 3
