@@ -80,6 +80,23 @@ class IngestSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GrafanaSettings:
+    url: str = ""  # default for `isls dashboards push --url`
+    influx_url: str = ""  # how Grafana reaches InfluxDB; empty: influx.url
+    datasource_uid: str = "isls-influxdb"
+    datasource_name: str = "ISLS InfluxDB"
+    joint_folder: str = "ISLS joint"  # cross-mission dashboards (overview, links)
+    # agency code (the telemetry database's ``agency``) -> folder title
+    agencies: tuple[tuple[str, str], ...] = (("cnsa", "CNSA"), ("roscosmos", "Roscosmos"))
+
+    def folder_of(self, agency: str) -> str:
+        for code, title in self.agencies:
+            if code == agency:
+                return title
+        return agency.upper() if agency else self.joint_folder
+
+
+@dataclass(frozen=True, slots=True)
 class ArchiveSettings:
     enabled: bool = True
     silence: float = 60.0  # seconds without data that end a pass (LOS)
@@ -127,6 +144,7 @@ class Config:
     simulator: SimulatorSettings = SimulatorSettings()
     links: tuple[LinkSettings, ...] = ()
     archive: ArchiveSettings = ArchiveSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
 
     @property
     def archive_dir(self) -> Path:
@@ -242,7 +260,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
     top = _Reader(source, document, "", {"station", "mqtt", "influx", "spacecraft", "ingest",
-                                          "simulator", "link", "archive"})
+                                          "simulator", "link", "archive",
+                                          "grafana"})
     del top
     station = _Reader(source, _table(document, "station", source), "station.", {"state_dir"})
     state_dir = resolve(station.string("state_dir", "../state"))
@@ -325,6 +344,22 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
 
     ingest = _Reader(source, _table(document, "ingest", source), "ingest.",
                      {"batch_packets", "batch_interval", "queue_messages", "publish_params"})
+    grafana_table = _table(document, "grafana", source)
+    grafana = _Reader(source, grafana_table, "grafana.",
+                      {"url", "influx_url", "datasource_uid", "datasource_name",
+                       "joint_folder", "agencies"})
+    agencies_raw = grafana_table.get("agencies", {"cnsa": "CNSA", "roscosmos": "Roscosmos"})
+    if not isinstance(agencies_raw, dict) or not all(
+            isinstance(v, str) and v for v in agencies_raw.values()):
+        raise ConfigError(source, "grafana.agencies", "must be a table of agency = \"Folder\"")
+    grafana_settings = GrafanaSettings(
+        url=grafana.string("url", ""),
+        influx_url=grafana.string("influx_url", "") or influx_settings.url,
+        datasource_uid=grafana.string("datasource_uid", "isls-influxdb"),
+        datasource_name=grafana.string("datasource_name", "ISLS InfluxDB"),
+        joint_folder=grafana.string("joint_folder", "ISLS joint"),
+        agencies=tuple(sorted((str(k), str(v)) for k, v in agencies_raw.items())),
+    )
     archive = _Reader(source, _table(document, "archive", source), "archive.",
                       {"enabled", "silence", "max_segment_mb"})
     simulator_table = _Reader(source, _table(document, "simulator", source), "simulator.",
@@ -343,6 +378,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             speed=simulator_table.number("speed", 1.0),
         ),
         links=links,
+        grafana=grafana_settings,
         archive=ArchiveSettings(
             enabled=archive.boolean("enabled", True),
             silence=archive.number("silence", 60.0),
