@@ -8,6 +8,9 @@ do not see each other's points while sharing one server.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +25,36 @@ from control_center.tmdb import Tmdb, load_tmdbs
 
 PROJECT = Path(__file__).resolve().parent.parent
 CONFIG = PROJECT / "config" / "isls.toml"
+ISLS = [sys.executable, "-m", "control_center.cli"]
+
+
+def start_isls(args: list[str], env: dict[str, str], *, until: str = "subscribed",
+               stdout: int | None = None) -> subprocess.Popen[str]:
+    """Start ``isls ARGS`` and return once its log says ``until``. The rest of its log
+    is drained by a thread, so a chatty process never blocks on a full pipe."""
+    process = subprocess.Popen([*ISLS, *args], env=env, stdout=stdout, stderr=subprocess.PIPE,
+                               text=True)
+    assert process.stderr is not None
+    seen = ""
+    while until not in seen:
+        line = process.stderr.readline()
+        if not line:
+            process.kill()
+            raise AssertionError(f"isls {' '.join(args)} ended before logging {until!r}:\n"
+                                 f"{seen}")
+        seen += line
+    threading.Thread(target=process.stderr.read, daemon=True).start()
+    return process
+
+
+def crc16_reference(data: bytes, crc: int = 0xFFFF) -> int:
+    """Bit-by-bit CRC-16-CCITT (poly 0x1021, MSB first, no reflection, no final XOR)."""
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
 
 
 @pytest.fixture(scope="session")

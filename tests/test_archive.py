@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,9 +30,8 @@ from control_center.replay import import_files, replay_pass
 from control_center.servers import InfluxServer
 from control_center.tmdb import Tmdb, import_ccsdspy_csv, parse_tmdb
 from simulators.runner import PacketGenerator, SimulatorService, make_model
-from tests.conftest import count_points, wait_for, wait_for_async
+from tests.conftest import ISLS, count_points, start_isls, wait_for, wait_for_async
 
-ISLS = [sys.executable, "-m", "control_center.cli"]
 SECOND = 1_000_000_000
 
 
@@ -106,16 +104,8 @@ def _env(config: Config) -> dict[str, str]:
 
 def test_ingest_killed_mid_pass_leaves_a_readable_archive(
         config: Config, tmdbs: list[Tmdb], tmp_path: Path) -> None:
-    ingest = subprocess.Popen([*ISLS, "ingest"], env=_env(config), stderr=subprocess.PIPE,
-                              text=True)
+    ingest = start_isls(["ingest"], _env(config))
     try:
-        assert ingest.stderr is not None
-        seen = ""
-        while "subscribed" not in seen:
-            line = ingest.stderr.readline()
-            assert line, seen
-            seen += line
-
         async def publish() -> None:
             service = SimulatorService(PacketGenerator(make_model("lander", 1), tmdbs[0]),
                                        config.mqtt, speed=5.0, publish_interval=0.05)
@@ -225,15 +215,8 @@ def test_passes_and_replay_from_the_command_line(
     show = subprocess.run([*ISLS, "passes", "show", lander_pass.id], env=_env(config),
                           capture_output=True, text=True, timeout=60)
     assert f"packets     {lander_pass.packets}" in show.stdout
-    stop_ingest = subprocess.Popen([*ISLS, "ingest"], env=_env(config), stderr=subprocess.PIPE,
-                                   text=True)
+    stop_ingest = start_isls(["ingest"], _env(config))
     try:
-        assert stop_ingest.stderr is not None
-        seen = ""
-        while "subscribed" not in seen:
-            line = stop_ingest.stderr.readline()
-            assert line, seen
-            seen += line
         result = subprocess.run([*ISLS, "replay", lander_pass.id, "--speed", "max"],
                                 env=_env(config), capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,7 @@ import pytest
 from control_center.config import load_config
 from control_center.errors import ConfigError
 from control_center.servers import InfluxServer, MosquittoServer, free_port, port_open
-from tests.conftest import CONFIG, PROJECT, count_points, wait_for
-
-ISLS = [sys.executable, "-m", "control_center.cli"]
+from tests.conftest import CONFIG, ISLS, PROJECT, count_points, start_isls, wait_for
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -91,14 +87,8 @@ def test_standalone_ingest_and_simulator_processes(
         tmp_path: Path) -> None:
     env = _env(ISLS_MQTT_URL=mosquitto.url, ISLS_INFLUX_URL=influxd.url,
                ISLS_INFLUX_DB=database, ISLS_STATE_DIR=str(tmp_path / "state"))
-    ingest = subprocess.Popen([*ISLS, "ingest"], env=env, stderr=subprocess.PIPE, text=True)
+    ingest = start_isls(["ingest"], env)
     try:
-        assert ingest.stderr is not None
-        deadline = time.monotonic() + 30
-        seen = ""
-        while "subscribed" not in seen and time.monotonic() < deadline:
-            seen += ingest.stderr.readline()
-        assert "subscribed" in seen, seen
         sim = subprocess.run([*ISLS, "sim", "orbiter", "--duration", "3", "--speed", "10",
                               "--seed", "3"], env=env, capture_output=True, text=True,
                              timeout=60)
@@ -175,20 +165,10 @@ def test_environment_overrides_name_external_servers() -> None:
 def test_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     mqtt_port, influx_port = free_port(), free_port()
     config = _local_config(tmp_path, mqtt_port, influx_port)
-    process = subprocess.Popen([*ISLS, "--config", str(config), "up"], env=_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    seen = ""
-    deadline = time.monotonic() + 60
-    while "subscribed" not in seen and time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen += line
-    assert "subscribed" in seen, seen
+    process = start_isls(["--config", str(config), "up"], _env(), stdout=subprocess.PIPE)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr[-3000:]
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
     assert "stopped cleanly" in stdout
     assert not port_open(mqtt_port) and not port_open(influx_port)
     assert _processes_using(tmp_path) == []

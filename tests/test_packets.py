@@ -20,18 +20,11 @@ from control_center.packets import (
     cuc_to_unix_ns,
     split_packets,
 )
+from tests.conftest import crc16_reference
 
 FAST = settings(max_examples=150, deadline=None)
 
 
-def crc16_reference(data: bytes, crc: int = 0xFFFF) -> int:
-    """Bit-by-bit CRC-16-CCITT (poly 0x1021, MSB first, no reflection, no final XOR)."""
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
 
 
 def unix(text: str) -> int:

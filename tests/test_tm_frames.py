@@ -23,20 +23,13 @@ from drivers.tm_frames import (
     TmDeframer,
     TmFramer,
 )
+from tests.conftest import crc16_reference
 
 FAST = settings(max_examples=120, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 SCID = 0x151
 
 
-def crc16_reference(data: bytes, crc: int = 0xFFFF) -> int:
-    """Bit-by-bit CRC-16-CCITT (poly 0x1021, MSB first, no reflection, no final XOR)."""
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
 
 
 def packet_of_length(apid: int, count: int, length: int, rng: random.Random) -> bytes:
