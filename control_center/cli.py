@@ -24,6 +24,7 @@ from control_center.errors import IslsError, TmdbError
 from control_center.tmdb import Tmdb, import_ccsdspy_csv, load_tmdbs, parse_tmdb
 
 log = logging.getLogger("isls")
+DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
 
 
 def _positive(text: str) -> float:
@@ -121,6 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("pass_id")
     report.add_argument("--out", type=Path, required=True, help="output directory")
 
+    dashboards = commands.add_parser("dashboards", help="Grafana dashboards generated from "
+                                     "the telemetry database")
+    dashboard_commands = dashboards.add_subparsers(dest="dashboards_command", required=True,
+                                                   metavar="ACTION")
+    build = dashboard_commands.add_parser("build", help="write dashboard JSON and Grafana "
+                                          "provisioning files")
+    build.add_argument("--out", type=Path, default=DASHBOARDS_DIR,
+                       help="output directory (default: dashboards/)")
+    push = dashboard_commands.add_parser("push", help="create or update the data source, "
+                                         "folders and dashboards in a Grafana (token from "
+                                         "GRAFANA_TOKEN)")
+    push.add_argument("--url", help="Grafana URL (default: config grafana.url)")
+    push.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+
     tmdb = commands.add_parser("tmdb", help="telemetry database tools")
     tmdb_commands = tmdb.add_subparsers(dest="tmdb_command", required=True, metavar="ACTION")
     check = tmdb_commands.add_parser("check", help="validate telemetry database files")
@@ -196,7 +211,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                         f"and orbiter")
     hil = HilSettings(baud=args.baud, noise=args.noise, seed=args.seed) if args.hil else None
     return up(config, tmdbs, duration=args.duration, simulate=not args.no_sim, seed=args.seed,
-              hil=hil)
+              hil=hil, dashboards_dir=config.grafana.dashboards_dir)
 
 
 async def _run_until_signal(duration: float | None, stop: asyncio.Event) -> None:
@@ -369,6 +384,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboards(args: argparse.Namespace) -> int:
+    import os
+
+    from control_center.dashboards import build_dashboards, influx_auth, write_dashboards
+
+    config, tmdbs = _load(args)
+    dashboard_set = build_dashboards(config, tmdbs)
+    if args.dashboards_command == "build":
+        written = write_dashboards(dashboard_set, args.out, influx_auth=influx_auth(config))
+        print(f"{len(dashboard_set.dashboards)} dashboards and provisioning written to "
+              f"{args.out} ({len(written)} files)")
+        return 0
+    from control_center.grafana_push import push_dashboards
+
+    url = args.url or config.grafana.url
+    if not url:
+        raise IslsError("isls dashboards push: give --url or set grafana.url in the config")
+    token = os.environ.get("GRAFANA_TOKEN", "")
+    if not token:
+        raise IslsError("isls dashboards push: set GRAFANA_TOKEN to a Grafana service "
+                        "account token (Admin role to create or change the data source; "
+                        "Editor is enough once it exists)")
+    summary = push_dashboards(dashboard_set, url, token, verify=not args.insecure)
+    print(f"data source: {summary.datasource}")
+    for title, state in sorted(summary.folders.items()):
+        print(f"folder {title}: {state}")
+    for uid, state in sorted(summary.dashboards.items()):
+        print(f"dashboard {uid}: {state}")
+    return 0
+
+
 def cmd_link_status(args: argparse.Namespace) -> int:
     from control_center.link_status import link_status
 
@@ -396,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose)
     handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest, "link": cmd_link_status,
                 "passes": cmd_passes, "replay": cmd_replay, "import": cmd_import,
-                "report": cmd_report}
+                "report": cmd_report, "dashboards": cmd_dashboards}
     try:
         if args.command == "tmdb":
             if args.tmdb_command == "check":

@@ -82,6 +82,7 @@ class IngestSettings:
 @dataclass(frozen=True, slots=True)
 class GrafanaSettings:
     url: str = ""  # default for `isls dashboards push --url`
+    dashboards_dir: Path | None = None  # `isls up` keeps the generated dashboards here
     influx_url: str = ""  # how Grafana reaches InfluxDB; empty: influx.url
     datasource_uid: str = "isls-influxdb"
     datasource_name: str = "ISLS InfluxDB"
@@ -347,13 +348,15 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     grafana_table = _table(document, "grafana", source)
     grafana = _Reader(source, grafana_table, "grafana.",
                       {"url", "influx_url", "datasource_uid", "datasource_name",
-                       "joint_folder", "agencies"})
+                       "joint_folder", "agencies", "dashboards_dir"})
     agencies_raw = grafana_table.get("agencies", {"cnsa": "CNSA", "roscosmos": "Roscosmos"})
     if not isinstance(agencies_raw, dict) or not all(
             isinstance(v, str) and v for v in agencies_raw.values()):
         raise ConfigError(source, "grafana.agencies", "must be a table of agency = \"Folder\"")
     grafana_settings = GrafanaSettings(
         url=grafana.string("url", ""),
+        dashboards_dir=resolve(grafana.string("dashboards_dir", ""))
+        if grafana.string("dashboards_dir", "") else None,
         influx_url=grafana.string("influx_url", "") or influx_settings.url,
         datasource_uid=grafana.string("datasource_uid", "isls-influxdb"),
         datasource_name=grafana.string("datasource_name", "ISLS InfluxDB"),

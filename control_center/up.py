@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TextIO
 
 from control_center.config import Config, LinkSettings
@@ -203,8 +204,22 @@ async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
             loop.remove_signal_handler(signum)
 
 
+def refresh_dashboards(config: Config, tmdbs: list[Tmdb], out_dir: Path) -> None:
+    """Keep the generated dashboards current with the telemetry database."""
+    from control_center.dashboards import build_dashboards, influx_auth, write_dashboards
+
+    try:
+        write_dashboards(build_dashboards(config, tmdbs), out_dir,
+                         influx_auth=influx_auth(config))
+    except OSError as exc:  # a read-only checkout must not stop the control center
+        log.warning("dashboards not refreshed in %s: %s", out_dir, exc)
+
+
 def up(config: Config, tmdbs: list[Tmdb], *, duration: float | None, simulate: bool = True,
-       seed: int = 0, out: TextIO = sys.stdout, hil: HilSettings | None = None) -> int:
+       seed: int = 0, out: TextIO = sys.stdout, hil: HilSettings | None = None,
+       dashboards_dir: Path | None = None) -> int:
+    if dashboards_dir is not None:
+        refresh_dashboards(config, tmdbs, dashboards_dir)
     with contextlib.ExitStack() as stack:
         running = stack.enter_context(local_servers(config))
         hil_run: tuple[HilSettings, str] | None = None

@@ -1,0 +1,497 @@
+"""Generated Grafana dashboards: their JSON model, their queries on a real influxd, and
+the files and provisioning ``write_dashboards`` leaves for Grafana.
+
+What is checked and what is not:
+
+- The model is checked against a JSON schema written here from Grafana's documented
+  dashboard JSON model (the keys Grafana needs to load a dashboard: uid, title,
+  schemaVersion, time, templating.list, panels with id/type/gridPos/targets[refId]),
+  plus what a schema cannot say: unique panel ids, no overlapping panels, panels
+  inside the 24-column grid. It is not Grafana's own (much larger) schema, and no
+  Grafana renders the panels here.
+- The model also goes back through grafana-foundation-sdk's typed ``Dashboard.from_json``
+  and must serialise to the same JSON: the SDK's model knows every key we emit.
+- Every panel target and every query variable runs on the real influxd filled by the
+  real pipeline, with the template variables expanded as Grafana would. Grafana's own
+  interpolation is not run; the expansion rules are the documented ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped, unused-ignore]  # stubs: types-jsonschema
+import pytest
+import yaml
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dm
+
+from control_center.config import Config, load_config
+from control_center.dashboards import (
+    DashboardSet,
+    InfluxQLQuery,
+    build_dashboards,
+    folder_uid,
+    grafana_unit,
+    influx_auth,
+    write_dashboards,
+)
+from control_center.ingest import link_line
+from control_center.servers import InfluxServer
+from control_center.tmdb import Limits, Parameter, Tmdb
+from tests.conftest import CONFIG
+from tests.test_pipeline import _run_pipeline
+
+START_NS = 1_800_000_000 * 1_000_000_000  # the simulators' first packet (test_pipeline)
+
+DASHBOARD_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["uid", "title", "panels", "templating", "time", "schemaVersion",
+                 "editable", "refresh"],
+    "properties": {
+        "uid": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,40}$"},
+        "title": {"type": "string", "minLength": 1},
+        "schemaVersion": {"type": "integer", "minimum": 36},
+        "editable": {"const": True},
+        "refresh": {"type": "string"},
+        "time": {"type": "object", "required": ["from", "to"],
+                 "properties": {"from": {"type": "string"}, "to": {"type": "string"}}},
+        "templating": {
+            "type": "object", "required": ["list"],
+            "properties": {"list": {"type": "array", "items": {
+                "type": "object", "required": ["name", "type"],
+                "properties": {"name": {"type": "string"},
+                               "type": {"enum": ["query", "custom"]}}}}}},
+        "panels": {"type": "array", "items": {"$ref": "#/$defs/panel"}},
+    },
+    "$defs": {
+        "gridPos": {
+            "type": "object", "required": ["x", "y", "w", "h"],
+            "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 23},
+                           "y": {"type": "integer", "minimum": 0},
+                           "w": {"type": "integer", "minimum": 1, "maximum": 24},
+                           "h": {"type": "integer", "minimum": 1}}},
+        "panel": {
+            "type": "object", "required": ["id", "type", "gridPos"],
+            "properties": {
+                "id": {"type": "integer", "minimum": 1},
+                "type": {"enum": ["row", "timeseries", "stat", "state-timeline", "table",
+                                  "text"]},
+                "gridPos": {"$ref": "#/$defs/gridPos"},
+                "title": {"type": "string"},
+                "targets": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["refId", "query", "rawQuery", "resultFormat", "datasource"],
+                    "properties": {
+                        "refId": {"type": "string", "minLength": 1},
+                        "query": {"type": "string", "minLength": 1},
+                        "rawQuery": {"const": True},
+                        "resultFormat": {"enum": ["time_series", "table"]},
+                        "datasource": {"type": "object", "required": ["type", "uid"],
+                                       "properties": {"type": {"const": "influxdb"}}}}}},
+                "fieldConfig": {"type": "object", "required": ["defaults", "overrides"]},
+                "panels": {"type": "array", "maxItems": 0},  # rows: never collapsed
+            },
+            "if": {"properties": {"type": {"enum": ["timeseries", "stat",
+                                                    "state-timeline", "table"]}}},
+            "then": {"required": ["targets", "datasource", "fieldConfig", "title"],
+                     "properties": {"targets": {"minItems": 1}}},
+        },
+    },
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def offline_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """The shipped configuration without servers: building needs none."""
+    return load_config(CONFIG, {"ISLS_STATE_DIR": str(tmp_path_factory.mktemp("state"))})
+
+
+@pytest.fixture(scope="module")
+def built(offline_config: Config, tmdbs: list[Tmdb]) -> DashboardSet:
+    return build_dashboards(offline_config, tmdbs)
+
+
+def panels(model: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in model["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def targets(model: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for panel in panels(model):
+        for target in panel.get("targets", []):
+            yield panel, target
+
+
+def field_config(panel: dict[str, Any], name: str) -> dict[str, Any]:
+    """The field config Grafana applies to field ``name``: defaults, then overrides."""
+    config = dict(panel["fieldConfig"]["defaults"])
+    for override in panel["fieldConfig"]["overrides"]:
+        if override["matcher"] == {"id": "byName", "options": name}:
+            config.update({p["id"]: p["value"] for p in override["properties"]})
+    return config
+
+
+def colour(steps: list[dict[str, Any]], value: float) -> str:
+    """The colour Grafana gives ``value``: the last step it reaches (base: value null)."""
+    assert steps[0]["value"] is None
+    result = steps[0]["color"]
+    for step in steps[1:]:
+        if value >= step["value"]:
+            result = step["color"]
+    return str(result)
+
+
+def expected_colour(limits: Limits, value: float) -> str:
+    if (limits.red_low is not None and value < limits.red_low) or (
+            limits.red_high is not None and value > limits.red_high):
+        return "red"
+    if (limits.yellow_low is not None and value < limits.yellow_low) or (
+            limits.yellow_high is not None and value > limits.yellow_high):
+        return "yellow"
+    return "green"
+
+
+def grafana_regex_escape(value: str) -> str:
+    """@grafana/data escapeRegex, which the InfluxDB data source applies in regexes."""
+    return re.sub(r"[\\^$*+?.()|[\]{}/]", lambda m: "\\" + m.group(0), value)
+
+
+def variable_value(model: dict[str, Any], name: str) -> str:
+    """The regex text Grafana puts for ``$name`` with the variable's default selection."""
+    (variable,) = [v for v in model["templating"]["list"] if v["name"] == name]
+    current = variable["current"]["value"]
+    if current == "$__all":
+        return str(variable["allValue"])  # a custom all value is inserted as is
+    return grafana_regex_escape(str(current))
+
+
+def expand(query: str, model: dict[str, Any], start_ns: int, end_ns: int, *,
+           source: str = "live", pass_value: str | None = None) -> str:
+    """A target's query as Grafana sends it, for an absolute time range."""
+    for name, value in (
+            ("$timeFilter", f"time >= {start_ns // 1_000_000}ms and "
+                            f"time <= {end_ns // 1_000_000}ms"),
+            ("$__interval_ms", "1000"), ("$__interval", "1s"),
+            ("$spacecraft", variable_value(model, "spacecraft")),
+            ("$source", source),
+            ("$pass", pass_value if pass_value is not None else variable_value(model, "pass"))):
+        query = query.replace(name, value)
+    assert not re.search(r"\$\w", query), query  # every variable expanded
+    return query
+
+
+def series_of(result: dict[str, object], query: str) -> list[dict[str, Any]]:
+    outcome = result["results"][0]  # type: ignore[index]
+    assert "error" not in outcome, (query, outcome["error"])
+    series: list[dict[str, Any]] = outcome.get("series", [])
+    return series
+
+
+def non_null_values(series: list[dict[str, Any]]) -> int:
+    return sum(value is not None for s in series for row in s["values"] for value in row[1:])
+
+
+def write_lines(influxd: InfluxServer, database: str, lines: list[str]) -> None:
+    request = urllib.request.Request(f"{influxd.url}/write?db={database}&precision=ns",
+                                     data="".join(lines).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def test_expected_dashboards_folders_and_variables(built: DashboardSet,
+                                                   offline_config: Config) -> None:
+    by_uid = {d.uid: d for d in built.dashboards}
+    assert set(by_uid) == {"isls-overview", "isls-links", "isls-lander", "isls-orbiter",
+                           "isls-lander-all", "isls-orbiter-all"}
+    grafana = offline_config.grafana
+    assert by_uid["isls-overview"].folder == by_uid["isls-links"].folder == grafana.joint_folder
+    assert by_uid["isls-lander"].folder == grafana.folder_of("roscosmos") == "Roscosmos"
+    assert by_uid["isls-orbiter-all"].folder == grafana.folder_of("cnsa") == "CNSA"
+    assert by_uid["isls-orbiter"].folder_uid == folder_uid("CNSA") == "isls-folder-cnsa"
+    assert by_uid["isls-lander-all"].title == "Lander — all parameters"
+    for dashboard in built.dashboards:
+        model = dashboard.model
+        assert model["uid"] == dashboard.uid and model["title"] == dashboard.title
+        assert model["editable"] is True and model["time"] == {"from": "now-15m", "to": "now"}
+        live = not dashboard.uid.endswith("-all")
+        assert (model["refresh"] == "1s") == live, dashboard.uid
+        variables = {v["name"]: v for v in model["templating"]["list"]}
+        assert set(variables) == {"spacecraft", "source", "pass"}
+        assert variables["source"]["query"] == "live,replay,import"
+        assert variables["source"]["current"]["value"] == "live"
+        assert variables["pass"]["includeAll"] and variables["pass"]["allValue"] == ".*"
+        for _, target in targets(model):
+            query = target["query"]
+            assert target["datasource"] == {"type": "influxdb", "uid": grafana.datasource_uid}
+            assert "$timeFilter" in query and "spacecraft\" =~ /^$spacecraft$/" in query
+            if 'FROM "link"' not in query:  # link points carry no source or pass tag
+                assert "\"source\" = '$source'" in query and '"pass" =~ /^$pass$/' in query
+            if "GROUP BY time(" in query:
+                assert "GROUP BY time($__interval)" in query
+    assert built.datasource == {
+        "name": grafana.datasource_name, "uid": grafana.datasource_uid, "type": "influxdb",
+        "access": "proxy", "url": grafana.influx_url,
+        "jsonData": {"dbName": offline_config.influx.database, "httpMode": "POST",
+                     "version": "InfluxQL", "timeInterval": "1s"}}
+
+
+def test_every_model_validates_and_round_trips_through_the_sdk(built: DashboardSet) -> None:
+    validator = jsonschema.Draft202012Validator(DASHBOARD_SCHEMA)
+    for dashboard in built.dashboards:
+        model = dashboard.model
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                  for e in validator.iter_errors(model)]
+        assert not errors, (dashboard.uid, errors[:5])
+        all_panels = list(panels(model))
+        ids = [p["id"] for p in all_panels]
+        assert len(ids) == len(set(ids)), dashboard.uid
+        cells: dict[tuple[int, int], int] = {}
+        for panel in all_panels:
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24, (dashboard.uid, panel["title"])
+            for x in range(grid["x"], grid["x"] + grid["w"]):
+                for y in range(grid["y"], grid["y"] + grid["h"]):
+                    other = cells.setdefault((x, y), panel["id"])
+                    assert other == panel["id"], (dashboard.uid, "overlap", other, panel["id"])
+        for panel, target in targets(model):
+            refs = [t["refId"] for t in panel["targets"]]
+            assert len(refs) == len(set(refs)), (dashboard.uid, panel["title"])
+            assert target["rawQuery"] is True
+        # The SDK's typed model reads it back (our targets as InfluxQLQuery) unchanged.
+        typed = dm.Dashboard.from_json(model)
+        assert typed.uid == dashboard.uid
+        first = next(p for p in typed.panels or [] if isinstance(p, dm.Panel) and p.targets)
+        assert first.targets and isinstance(first.targets[0], InfluxQLQuery)
+        assert json.loads(json.dumps(typed, cls=JSONEncoder)) == model, dashboard.uid
+
+
+def test_panel_counts_and_every_parameter_on_its_all_parameters_dashboard(
+        built: DashboardSet, tmdbs: list[Tmdb]) -> None:
+    by_uid = {d.uid: d for d in built.dashboards}
+    for tmdb in tmdbs:
+        model = by_uid[f"isls-{tmdb.spacecraft}-all"].model
+        rows = [p["title"] for p in panels(model) if p["type"] == "row"]
+        assert [r.split(" ")[0] for r in rows] == [p.name for p in tmdb.packets]
+        plotted = [p["title"] for p in panels(model) if p["type"] != "row"]
+        assert plotted == [q.name for p in tmdb.packets for q in p.parameters]
+        for panel in panels(model):
+            if panel["type"] == "row":
+                continue
+            (parameter,) = [q for p in tmdb.packets for q in p.parameters
+                            if q.name == panel["title"]]
+            kind = "state-timeline" if parameter.type in ("enum", "boolean") else "timeseries"
+            assert panel["type"] == kind, parameter.name
+            assert panel.get("description", "") == parameter.description
+            aggregate = "last" if kind == "state-timeline" else "mean"
+            assert f'{aggregate}("{parameter.name}")' in panel["targets"][0]["query"]
+    overview = by_uid["isls-overview"].model
+    assert [p["title"] for p in panels(overview) if p["type"] == "text"] == [
+        "Latest alarms and events"]
+    limit_stats = [p["title"] for p in panels(overview) if p["title"].endswith(" limits")]
+    assert limit_stats == [f"{p.name} limits" for t in tmdbs for p in t.packets
+                           if any(q.limits.defined for q in p.parameters)]
+
+
+def test_thresholds_units_and_mappings_equal_the_tmdb(built: DashboardSet,
+                                                      tmdbs: list[Tmdb]) -> None:
+    parameters = {(p.name, q.name): q for t in tmdbs for p in t.packets for q in p.parameters}
+    checked = 0
+    for dashboard in built.dashboards:
+        for panel, target in targets(dashboard.model):
+            measurement = re.search(r'FROM "(\w+)"', target["query"])
+            assert measurement is not None
+            for name in re.findall(r'(?:mean|last)\("(\w+)"\) AS "\1"', target["query"]):
+                parameter = parameters.get((measurement.group(1), name))
+                if parameter is None:
+                    continue  # the link measurement
+                checked += 1
+                config = field_config(panel, name)
+                where = (dashboard.uid, panel["title"], name)
+                assert config["unit"] == grafana_unit(parameter.unit), where
+                assert config["thresholds"]["mode"] == "absolute", where
+                steps = config["thresholds"]["steps"]
+                limits = parameter.limits
+                bounds = [b for b in (limits.red_low, limits.yellow_low, limits.yellow_high,
+                                      limits.red_high) if b is not None]
+                probes = [b + d for b in bounds for d in (-0.01, 0.01)] + [0.0, 1e9, -1e9]
+                for value in probes:
+                    assert colour(steps, value) == expected_colour(limits, value), (where,
+                                                                                    value)
+                _assert_mappings(config.get("mappings", []), parameter, where)
+                if parameter.description:  # the field's description (panel: see above)
+                    assert config["description"] == parameter.description, where
+    assert checked > 150  # the -all dashboards alone hold 75 parameter panels
+
+
+def _assert_mappings(mappings: list[dict[str, Any]], parameter: Parameter,
+                     where: tuple[str, str, str]) -> None:
+    if parameter.type == "enum":
+        (mapping,) = mappings
+        assert mapping["type"] == "value", where
+        assert {int(k): v["text"] for k, v in mapping["options"].items()} == dict(
+            parameter.states), where
+        assert not {v["color"] for v in mapping["options"].values()} & {"red", "yellow"}
+    elif parameter.type == "boolean":
+        assert {m["options"]["match"]: m["options"]["result"]["text"] for m in mappings} == {
+            "true": "TRUE", "false": "FALSE"}, where
+        assert all(m["type"] == "special" for m in mappings), where
+    else:
+        assert mappings == [], where
+
+
+def test_unit_ids() -> None:
+    assert [grafana_unit(u) for u in ("m", "km", "m/s", "km/s", "%", "V", "A", "W", "degC",
+                                      "deg", "deg/s", "dBm", "bit/s", "kg", "", "furlong")] == [
+        "lengthm", "lengthkm", "velocityms", "suffix:km/s", "percent", "volt", "amp", "watt",
+        "celsius", "degree", "rotdegs", "dBm", "bps", "masskg", "none", "suffix:furlong"]
+
+
+# --------------------------------------------------------------------------- real queries
+
+
+def _link_lines(seconds: int) -> list[str]:
+    lines = []
+    for i in range(seconds):
+        now = START_NS + i * 1_000_000_000
+        lines.append(link_line({
+            "link": "orbiter-bench", "spacecraft": "orbiter", "connected": True,
+            "locked": i > 1, "frames_good": 12 * i, "frames_bad": i // 3, "frames_gap": i // 4,
+            "sync_losses": i // 5, "packets": 40 * i, "packets_dropped": 0,
+            "octets": 1115 * 12 * i, "bit_rate": 107_040.0, "reopens": 0,
+            "last_frame_ns": now - 80_000_000}, now))
+    return lines
+
+
+def test_every_query_returns_data_from_the_real_pipeline(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
+    ingest, _ = asyncio.run(_run_pipeline(config, tmdbs, 3.0, 5.0))
+    assert ingest.stats.errors == {}
+    write_lines(influxd, database, _link_lines(15))
+    dashboards = build_dashboards(config, tmdbs)
+    assert dashboards.datasource["jsonData"]["dbName"] == database
+    assert dashboards.datasource["url"] == influxd.url
+    start, end = START_NS - 60_000_000_000, START_NS + 3_600_000_000_000
+    ran = 0
+    for dashboard in dashboards.dashboards:
+        model = dashboard.model
+        for panel, target in targets(model):
+            query = expand(target["query"], model, start, end)
+            series = series_of(influxd.query(query, database), query)
+            assert series and non_null_values(series) > 0, (dashboard.uid, panel["title"],
+                                                            query)
+            ran += 1
+        for variable in model["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            series = series_of(influxd.query(variable["query"], database), variable["query"])
+            values = {row[1] for s in series for row in s["values"]}
+            if variable["name"] == "spacecraft":
+                assert variable["current"]["value"] in values, (dashboard.uid, values)
+    assert ran > 100  # 138 targets with the shipped TMDBs
+
+
+def test_pass_variable_selects_one_replayed_pass(
+        built: DashboardSet, influxd: InfluxServer, database: str) -> None:
+    """Live points have no pass tag: the All value matches them; one pass selects it."""
+    influxd.query(f'CREATE DATABASE "{database}"')
+    passes = ("lander-2027-01-15T08:00:00Z", "lander-2027-01-16T08:00:00Z")
+    write_lines(influxd, database, [
+        f"lander_power,spacecraft=lander,source=live battery_soc=50.0 {START_NS}\n",
+        *(f"lander_power,spacecraft=lander,source=replay,pass={name} battery_soc={60.0 + i} "
+          f"{START_NS + 1_000_000_000}\n" for i, name in enumerate(passes))])
+    model = next(d.model for d in built.dashboards if d.uid == "isls-lander")
+    (query,) = [t["query"] for p, t in targets(model) if p["title"] == "State of charge"]
+    window = (START_NS - 10**10, START_NS + 10**10)
+
+    def values(source: str, pass_value: str | None) -> list[float]:
+        text = expand(query, model, *window, source=source, pass_value=pass_value)
+        series = series_of(influxd.query(text, database), text)
+        return [row[1] for s in series for row in s["values"] if row[1] is not None]
+
+    assert values("live", None) == [50.0]
+    # All passes at once: replays of the same time are averaged (pick one to separate).
+    assert values("replay", None) == [60.5]
+    assert values("replay", grafana_regex_escape(passes[1])) == [61.0]
+    tags = series_of(influxd.query('SHOW TAG VALUES WITH KEY = "pass"', database), "")
+    assert sorted(row[1] for s in tags for row in s["values"]) == list(passes)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_write_dashboards_files_provisioning_and_stale_removal(
+        offline_config: Config, tmdbs: list[Tmdb], tmp_path: Path) -> None:
+    out = tmp_path / "dashboards"
+    stale = out / "cnsa" / "isls-orbiter-old.json"
+    foreign = out / "cnsa" / "hand-made.json"
+    renamed = out / "old-folder" / "isls-gone.json"
+    for path, uid in ((stale, "isls-orbiter-old"), (foreign, "hand-made"), (renamed, "isls-x")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"uid": uid}))
+    first = write_dashboards(build_dashboards(offline_config, tmdbs), out)
+    contents = {p: p.read_bytes() for p in first}
+    assert not stale.exists() and not renamed.parent.exists() and foreign.exists()
+    assert sorted(p.relative_to(out).as_posix() for p in first) == [
+        "cnsa/isls-orbiter-all.json", "cnsa/isls-orbiter.json",
+        "isls-joint/isls-links.json", "isls-joint/isls-overview.json",
+        "provisioning/dashboards/isls.yaml", "provisioning/datasources/isls.yaml",
+        "roscosmos/isls-lander-all.json", "roscosmos/isls-lander.json"]
+    # A rebuild from scratch writes the same bytes.
+    second = write_dashboards(build_dashboards(offline_config, tmdbs), out)
+    assert second == first and {p: p.read_bytes() for p in second} == contents
+    model = json.loads((out / "cnsa" / "isls-orbiter.json").read_text())
+    assert model["uid"] == "isls-orbiter" and "id" not in model
+
+    datasources = yaml.safe_load((out / "provisioning/datasources/isls.yaml").read_text())
+    assert datasources["apiVersion"] == 1
+    (source,) = datasources["datasources"]
+    assert source["uid"] == "isls-influxdb" and source["type"] == "influxdb"
+    assert source["jsonData"]["dbName"] == "isls" and "secureJsonData" not in source
+    providers = yaml.safe_load((out / "provisioning/dashboards/isls.yaml").read_text())
+    assert providers["apiVersion"] == 1
+    assert {(p["folder"], p["folderUid"], p["options"]["path"], p["type"])
+            for p in providers["providers"]} == {
+        ("ISLS joint", "isls-folder-isls-joint", "/var/lib/grafana/dashboards/isls-joint",
+         "file"),
+        ("CNSA", "isls-folder-cnsa", "/var/lib/grafana/dashboards/cnsa", "file"),
+        ("Roscosmos", "isls-folder-roscosmos", "/var/lib/grafana/dashboards/roscosmos",
+         "file")}
+
+
+@pytest.mark.parametrize("environ", [
+    {"ISLS_INFLUX_USER": "ops", "ISLS_INFLUX_PASSWORD": "pw-Sup3rSecret-1"},
+    {"ISLS_INFLUX_TOKEN": "tok-Sup3rSecret-2"},
+])
+def test_credentials_are_environment_references_never_secrets(
+        environ: dict[str, str], tmdbs: list[Tmdb], tmp_path: Path) -> None:
+    config = load_config(CONFIG, {**environ, "ISLS_STATE_DIR": str(tmp_path / "state"),
+                                  "ISLS_INFLUX_URL": "http://influx.example:8086"})
+    dashboards = build_dashboards(config, tmdbs)
+    written = write_dashboards(dashboards, tmp_path / "out", influx_auth=influx_auth(config))
+    text = "\n".join(p.read_text() for p in written) + json.dumps(dashboards.datasource)
+    for secret in ("pw-Sup3rSecret-1", "tok-Sup3rSecret-2"):
+        assert secret not in text
+    (source,) = yaml.safe_load(
+        (tmp_path / "out/provisioning/datasources/isls.yaml").read_text())["datasources"]
+    assert source["url"] == "http://influx.example:8086"
+    if "ISLS_INFLUX_TOKEN" in environ:
+        assert source["jsonData"]["httpHeaderName1"] == "Authorization"
+        assert source["secureJsonData"] == {"httpHeaderValue1": "Token $ISLS_INFLUX_TOKEN"}
+    else:
+        assert source["user"] == "$ISLS_INFLUX_USER"
+        assert source["secureJsonData"] == {"password": "$ISLS_INFLUX_PASSWORD"}
