@@ -260,10 +260,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         candidate = Path(value).expanduser()
         return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
-    top = _Reader(source, document, "", {"station", "mqtt", "influx", "spacecraft", "ingest",
-                                          "simulator", "link", "archive",
-                                          "grafana"})
-    del top
+    # Constructing a reader rejects unknown top-level tables.
+    _Reader(source, document, "", {"station", "mqtt", "influx", "spacecraft", "ingest",
+                                   "simulator", "link", "archive", "grafana"})
     station = _Reader(source, _table(document, "station", source), "station.", {"state_dir"})
     state_dir = resolve(station.string("state_dir", "../state"))
     if env.get("ISLS_STATE_DIR"):

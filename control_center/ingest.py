@@ -100,7 +100,7 @@ class Decoder:
         self._pending: dict[tuple[str, int, str, str, int], _Pending] = {}
         self._logged: set[str] = set()
 
-    def _count_error(self, kind: str, count: int, detail: str) -> None:
+    def count_error(self, kind: str, count: int, detail: str) -> None:
         self.stats.errors[kind] += count
         if kind not in self._logged:
             self._logged.add(kind)
@@ -111,17 +111,17 @@ class Decoder:
         self.stats.messages += 1
         lengths = self._lengths.get(message.spacecraft)
         if lengths is None:
-            self._count_error("unknown_spacecraft", 1,
+            self.count_error("unknown_spacecraft", 1,
                               f"message for spacecraft {message.spacecraft!r}, which no "
                               f"telemetry database describes")
             return
         if not message.payload:
-            self._count_error("empty_message", 1, f"empty message from link {message.link!r}")
+            self.count_error("empty_message", 1, f"empty message from link {message.link!r}")
             return
         result = split_packets(message.payload, check_crc=self._crc[message.spacecraft],
                                lengths=lengths)
         for kind, count in result.errors.items():
-            self._count_error(kind, count, f"{message.spacecraft} via {message.link}")
+            self.count_error(kind, count, f"{message.spacecraft} via {message.link}")
         moment = time.monotonic() if now is None else now
         for apid, packets in result.by_apid.items():
             key = (message.spacecraft, apid, message.source, message.pass_id, message.shift_ns)
@@ -208,7 +208,6 @@ class IngestService:
                                        octet_sink=self._octets_for(link))
                       for link in (config.links if links is None else links)]
         self._link_interval = link_interval
-        self._reading_done = asyncio.Event()
         self._drain_quiet = drain_quiet
         self._drain_limit = drain_limit
         self._last_message = time.monotonic()
@@ -289,7 +288,7 @@ class IngestService:
             raw = to_raw_message(message)
             self._last_message = time.monotonic()
             if raw is None:
-                self.decoder._count_error("foreign_topic", 1, "message on a topic "
+                self.decoder.count_error("foreign_topic", 1, "message on a topic "
                                           "outside isls/<spacecraft>/tm/raw")
                 continue
             if raw.stored:

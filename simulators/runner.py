@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import aiomqtt
 import numpy as np
 
 from control_center.codec import PacketCodec
@@ -153,11 +154,9 @@ class SimulatorService:
 
         await with_reconnect(f"simulator {self.spacecraft}", self.mqtt, session, finished)
 
-    async def _publish_loop(self, client: object, started: float, duration: float | None,
+    async def _publish_loop(self, client: aiomqtt.Client, started: float,
+                            duration: float | None,
                             stop: asyncio.Event, finished: asyncio.Event) -> None:
-        import aiomqtt
-
-        assert isinstance(client, aiomqtt.Client)
         topic = raw_topic(self.spacecraft)
         tick = 0
         while True:

@@ -39,13 +39,18 @@ def _records(count: int, start_ns: int = 1_800_000_000 * SECOND) -> list[tuple[i
     return [(start_ns + i * SECOND // 10, bytes([i % 256]) * (10 + i)) for i in range(count)]
 
 
-def test_records_round_trip_and_a_torn_tail_loses_only_the_last(tmp_path: Path) -> None:
-    writer = ArchiveWriter(tmp_path)
-    records = _records(5)
+def _archive(root: Path, spacecraft: str, link: str, records: list[tuple[int, bytes]]) -> Path:
+    """Record one pass; its first segment."""
+    writer = ArchiveWriter(root)
     for ert, payload in records:
-        pass_id = writer.record("lander", ert, "sim-lander", payload)
+        pass_id = writer.record(spacecraft, ert, link, payload)
     writer.close()
-    segment = find_pass(tmp_path, pass_id) / "seg-0000.isla"
+    return find_pass(root, pass_id) / "seg-0000.isla"
+
+
+def test_records_round_trip_and_a_torn_tail_loses_only_the_last(tmp_path: Path) -> None:
+    records = _records(5)
+    segment = _archive(tmp_path, "lander", "sim-lander", records)
     whole = segment.read_bytes()
     read = list(read_segment(segment))
     assert [(r.ert_ns, r.payload) for r in read] == records
@@ -60,12 +65,8 @@ def test_records_round_trip_and_a_torn_tail_loses_only_the_last(tmp_path: Path) 
 
 
 def test_damage_inside_a_segment_costs_only_the_damaged_record(tmp_path: Path) -> None:
-    writer = ArchiveWriter(tmp_path)
     records = _records(6)
-    for ert, payload in records:
-        pass_id = writer.record("orbiter", ert, "l", payload)
-    writer.close()
-    segment = find_pass(tmp_path, pass_id) / "seg-0000.isla"
+    segment = _archive(tmp_path, "orbiter", "l", records)
     data = bytearray(segment.read_bytes())
     third = len(FILE_MAGIC) + sum(len(encode_record(KIND_PACKETS, e, "l", p))
                                   for e, p in records[:2])
