@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=_positive, help="stop after this many seconds")
     sim.add_argument("--fault", help="inject a fault (lander: battery-drain, thruster-stuck, "
                      "heater-off, sensor-freeze)")
+    sim.add_argument("--fault-until", type=_positive, metavar="SECONDS", help="simulated "
+                     "time at which the fault clears (default: never); faults start at 30 s")
     sim.add_argument("--spacecraft", help="spacecraft name to publish as (default: the "
                      "configured spacecraft using this simulator)")
     sim.add_argument("--serial", metavar="PATH", help="write framed telemetry to this serial "
@@ -98,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = link_commands.add_parser("status", help="each link live: locked or searching, "
                                       "frames good and bad, gaps, bit rate, last frame")
     status.add_argument("--once", action="store_true", help="print the current state and exit")
+
+    alarms = commands.add_parser("alarms", help="active alarms, live; acknowledge or shelve one")
+    alarms.add_argument("action", nargs="?", choices=("list", "ack", "shelve"), default="list")
+    alarms.add_argument("alarm_id", nargs="?", help="with ack or shelve: the alarm")
+    alarms.add_argument("--by", default="", help="who acknowledges or shelves (required)")
+    alarms.add_argument("--note", default="", help="a note for the log")
+    alarms.add_argument("--minutes", type=_positive, default=60.0,
+                        help="with shelve: for how long (default 60)")
+    alarms.add_argument("--once", action="store_true", help="list: print once and exit")
 
     passes = commands.add_parser("passes", help="recorded passes: list, or show one")
     passes.add_argument("action", nargs="?", choices=("list", "show"), default="list")
@@ -233,7 +244,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         raise IslsError(f"{config.source}: spacecraft: no spacecraft named {name!r}; "
                         f"configured: {', '.join(t.spacecraft for t in tmdbs)}")
     try:
-        model = make_model(args.kind, args.seed, args.fault)
+        model = make_model(args.kind, args.seed, args.fault, args.fault_until)
     except ValueError as exc:
         raise IslsError(f"--fault: {exc}") from None
     generator = PacketGenerator(model, tmdb, rate=args.rate)
@@ -415,6 +426,18 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alarms(args: argparse.Namespace) -> int:
+    from control_center.operator import command_alarm, list_alarms
+
+    config = load_config(args.config)
+    if args.action == "list":
+        return asyncio.run(list_alarms(config.mqtt, once=args.once))
+    if not args.alarm_id:
+        raise IslsError(f"isls alarms {args.action}: name the alarm (see `isls alarms`)")
+    return asyncio.run(command_alarm(config.mqtt, args.action, args.alarm_id, args.by,
+                                     args.note, args.minutes))
+
+
 def cmd_link_status(args: argparse.Namespace) -> int:
     from control_center.link_status import link_status
 
@@ -442,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose)
     handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest, "link": cmd_link_status,
                 "passes": cmd_passes, "replay": cmd_replay, "import": cmd_import,
-                "report": cmd_report, "dashboards": cmd_dashboards}
+                "report": cmd_report, "dashboards": cmd_dashboards, "alarms": cmd_alarms}
     try:
         if args.command == "tmdb":
             if args.tmdb_command == "check":

@@ -91,9 +91,17 @@ class PacketCodec:
     """Decode and encode batches of one packet type of one spacecraft."""
 
     def __init__(self, spacecraft: str, packet: PacketDef) -> None:
+        from control_center.expressions import Expression
+
         self.spacecraft = spacecraft
         self.packet = packet
         self._fields = [_plan(p) for p in packet.parameters]
+        known = [p.name for p in packet.parameters]
+        self._derived: list[tuple[str, Expression]] = []
+        for derived in packet.derived:
+            self._derived.append((derived.name, Expression.parse(
+                derived.expression, parameter=derived.name, known=known)))
+            known.append(derived.name)
 
     # ------------------------------------------------------------------ decode
 
@@ -158,6 +166,9 @@ class PacketCodec:
             column = self._extract_raw(octets, field)
             raw[field.parameter.name] = column
             values[field.parameter.name] = self._calibrate(field.parameter, column)
+        # Derived parameters, in order: each may use the ones before it.
+        for name, expression in self._derived:
+            values[name] = expression.evaluate(values)
         return DecodedBatch(self.spacecraft, self.packet, times_ns, sequence_counts,
                             values, raw)
 

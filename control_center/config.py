@@ -98,6 +98,12 @@ class GrafanaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmSettings:
+    enabled: bool = True  # limit checking, alarms and events in this ingest
+    stale_periods: float = 5.0  # a packet type missing this many periods is stale
+
+
+@dataclass(frozen=True, slots=True)
 class ArchiveSettings:
     enabled: bool = True
     silence: float = 60.0  # seconds without data that end a pass (LOS)
@@ -146,6 +152,7 @@ class Config:
     links: tuple[LinkSettings, ...] = ()
     archive: ArchiveSettings = ArchiveSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    alarms: AlarmSettings = AlarmSettings()
 
     @property
     def archive_dir(self) -> Path:
@@ -262,7 +269,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
 
     # Constructing a reader rejects unknown top-level tables.
     _Reader(source, document, "", {"station", "mqtt", "influx", "spacecraft", "ingest",
-                                   "simulator", "link", "archive", "grafana"})
+                                   "simulator", "link", "archive", "grafana",
+                                   "alarms"})
     station = _Reader(source, _table(document, "station", source), "station.", {"state_dir"})
     state_dir = resolve(station.string("state_dir", "../state"))
     if env.get("ISLS_STATE_DIR"):
@@ -362,6 +370,10 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         joint_folder=grafana.string("joint_folder", "ISLS joint"),
         agencies=tuple(sorted((str(k), str(v)) for k, v in agencies_raw.items())),
     )
+    alarms = _Reader(source, _table(document, "alarms", source), "alarms.",
+                     {"enabled", "stale_periods"})
+    alarm_settings = AlarmSettings(enabled=alarms.boolean("enabled", True),
+                                   stale_periods=alarms.number("stale_periods", 5.0))
     archive = _Reader(source, _table(document, "archive", source), "archive.",
                       {"enabled", "silence", "max_segment_mb"})
     simulator_table = _Reader(source, _table(document, "simulator", source), "simulator.",
@@ -381,6 +393,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         ),
         links=links,
         grafana=grafana_settings,
+        alarms=alarm_settings,
         archive=ArchiveSettings(
             enabled=archive.boolean("enabled", True),
             silence=archive.number("silence", 60.0),

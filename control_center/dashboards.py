@@ -57,7 +57,7 @@ from typing import Any, Literal, Self
 
 import yaml
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.builders import stat, statetimeline, table, text, timeseries
+from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders.common import (
     ReduceDataOptions,
     VizLegendOptions,
@@ -68,7 +68,6 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dm
-from grafana_foundation_sdk.models import text as text_model
 
 from control_center.config import Config
 from control_center.tmdb import Limits, PacketDef, Parameter, Tmdb
@@ -213,6 +212,15 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '\\"') + '"'
 
 
+def all_fields(packet: PacketDef) -> list[Parameter]:
+    """The packet's parameters, then its derived parameters (as float fields): every
+    field of its measurement, each with the unit, limits and description to show."""
+    derived = [Parameter(name=d.name, bit_offset=0, bit_length=64, type="float", unit=d.unit,
+                         limits=d.limits, description=d.description, report=d.report,
+                         monitoring=d.monitoring) for d in packet.derived]
+    return [*packet.parameters, *derived]
+
+
 def series_query(packet: PacketDef, parameters: Sequence[Parameter]) -> str:
     """Means of numbers and last values of states, per ``$__interval``."""
     columns = ", ".join(
@@ -297,6 +305,16 @@ class _Board:
     def build(self) -> dict[str, Any]:
         model: dict[str, Any] = json.loads(json.dumps(self.builder.build(), cls=JSONEncoder))
         model["schemaVersion"] = SCHEMA_VERSION
+        # Events and alarm changes as annotations on every time axis.
+        annotations = model.setdefault("annotations", {}).setdefault("list", [])
+        for name, measurement, colour in (("Events", "events", "#5794F2"),
+                                          ("Alarms", "alarms", "#F2495C")):
+            annotations.append({
+                "name": name, "enable": True, "hide": False, "iconColor": colour,
+                "datasource": json.loads(json.dumps(self.datasource, cls=JSONEncoder)),
+                "query": f'SELECT "message" FROM "{measurement}" {ALARM_FILTER}',
+                "textColumn": "message",
+            })
         return model
 
 
@@ -445,7 +463,7 @@ def _parameter_panel(board: _Board, packet: PacketDef, parameters: Sequence[Para
 
 def _limit_stat(board: _Board, packet: PacketDef, spacecraft: str, w: int, h: int) -> None:
     """The last value of every limit-checked parameter, coloured by its limits."""
-    checked = [p for p in packet.parameters if p.limits.defined]
+    checked = [p for p in all_fields(packet) if p.limits.defined]
     columns = ", ".join(f"last({_quote(p.name)}) AS {_quote(p.name)}" for p in checked)
     query = f"SELECT {columns} FROM {_quote(packet.name)} {telemetry_filter(spacecraft)}"
     panel = (stat.Panel().title(f"{packet.name} limits")
@@ -507,9 +525,7 @@ def _overview(config: Config, tmdbs: Sequence[Tmdb], ref: dm.DataSourceRef) -> _
                    LIVE_REFRESH, ["isls", "overview"],
                    "Every spacecraft on one screen: link, packet rate, worst limit state "
                    "per subsystem.")
-    board.add(text.Panel().title("Latest alarms and events").mode(text_model.TextMode.MARKDOWN)
-              .content("*Reserved for the latest alarms and events: their measurements "
-                       "come with the alarms issue.*"), GRID_WIDTH, 3)
+    _alarm_panels(board)
     for tmdb in tmdbs:
         sc = tmdb.spacecraft
         board.row(f"{_title(sc)} — {tmdb.mission or 'ISLS'} "
@@ -547,10 +563,40 @@ def _overview(config: Config, tmdbs: Sequence[Tmdb], ref: dm.DataSourceRef) -> _
                          "GROUP BY time($__interval) fill(0)", chr(ord("A") + i))
             for i, p in enumerate(tmdb.packets)])
         board.break_line()
-        checked = [p for p in tmdb.packets if any(q.limits.defined for q in p.parameters)]
+        checked = [p for p in tmdb.packets if any(q.limits.defined for q in all_fields(p))]
         for packet in checked:
             _limit_stat(board, packet, sc, max(6, GRID_WIDTH // len(checked)), 5)
     return board
+
+
+ALARM_FILTER = 'WHERE "spacecraft" =~ /^$spacecraft$/ AND $timeFilter'
+
+
+def _alarm_panels(board: _Board) -> None:
+    """Alarm state per parameter, the latest alarm changes and the latest events.
+
+    Alarms and events are live-only measurements (no source or pass tag), written by
+    the ingest's monitoring stage: see README, "Limits, alarms and events"."""
+    states = {"0": ("NORMAL", "green"), "1": ("YELLOW", "yellow"), "2": ("RED", "red")}
+    timeline = (_timeline("Alarm state by parameter")
+                .description("Worst alarm severity of each monitored parameter")
+                .mappings([dm.ValueMap(options={
+                    value: dm.ValueMappingResult(text=label, color=colour, index=i)
+                    for i, (value, (label, colour)) in enumerate(states.items())})]))
+    board.add(timeline, GRID_WIDTH, 6, targets=[board.target(
+        f'SELECT last("state") AS "state" FROM "alarms" {ALARM_FILTER} '
+        'GROUP BY time($__interval), "subject" fill(previous)', alias="$tag_subject")])
+    latest = (table.Panel().title("Latest alarm changes")
+              .description("Newest first: raised, escalated, returned, acknowledged, cleared"))
+    board.add(latest, GRID_WIDTH // 2, 7, targets=[board.target(
+        'SELECT "alarm_id", "transition", "severity", "message", "acknowledged" FROM '
+        f'"alarms" {ALARM_FILTER} ORDER BY time DESC LIMIT 50', alias=None,
+        result_format="table")])
+    events = (table.Panel().title("Latest events")
+              .description("Mode changes, alarm changes, operator actions, contact"))
+    board.add(events, GRID_WIDTH // 2, 7, targets=[board.target(
+        f'SELECT "subject", "message" FROM "events" {ALARM_FILTER} '
+        "ORDER BY time DESC LIMIT 50", alias=None, result_format="table")])
 
 
 def _links(tmdbs: Sequence[Tmdb], ref: dm.DataSourceRef) -> _Board:
@@ -713,7 +759,7 @@ def _all_parameters(tmdb: Tmdb, ref: dm.DataSourceRef) -> _Board:
     for packet in tmdb.packets:
         board.row(f"{packet.name} (APID {packet.apid:#x})"
                   + (f" — {packet.description}" if packet.description else ""))
-        for parameter in packet.parameters:
+        for parameter in all_fields(packet):
             _parameter_panel(board, packet, [parameter], parameter.name, 8, 6)
     return board
 

@@ -26,20 +26,27 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import aiomqtt
 import numpy as np
 
+from control_center.alarms import AlarmChange
 from control_center.archive import KIND_LINK_OCTETS, ArchiveWriter
 from control_center.codec import DecodedBatch, PacketCodec
 from control_center.config import Config, LinkSettings
+from control_center.monitoring import Event, Monitor, alarm_json, alarm_line, event_json, event_line
 from control_center.packets import split_packets
 from control_center.storage import InfluxWriter, escape_tag, format_lines
 from control_center.tmdb import Tmdb
 from drivers.mqtt import (
+    ALARM_COMMAND_TOPIC,
     RAW_QOS,
     RawMessage,
+    active_alarms_topic,
+    alarms_topic,
+    events_topic,
     link_topic,
     make_client,
     param_topic,
@@ -65,6 +72,8 @@ class IngestStats:
     errors: Counter[str] = field(default_factory=Counter)  # by kind
     last_packet_ns: dict[str, int] = field(default_factory=dict)
     queue_depth: int = 0
+    alarm_changes: int = 0
+    events: int = 0
 
 
 @dataclass(slots=True)
@@ -188,7 +197,8 @@ class IngestService:
     def __init__(self, config: Config, tmdbs: list[Tmdb], *, source: str = "live",
                  identifier: str | None = None, drain_quiet: float = 0.5,
                  drain_limit: float = 10.0, links: tuple[LinkSettings, ...] | None = None,
-                 link_interval: float = 1.0, archive: bool = True) -> None:
+                 link_interval: float = 1.0, archive: bool = True,
+                 monitor: bool = True) -> None:
         self.config = config
         self.source = source
         self.identifier = identifier or f"isls-ingest-{os.getpid()}"
@@ -200,6 +210,12 @@ class IngestService:
         self._queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(
             config.ingest.queue_messages)
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(1000)
+        self._commands: list[dict[str, Any]] = []
+        self.monitor: Monitor | None = None
+        if monitor and config.alarms.enabled:
+            self.monitor = Monitor(tmdbs, stale_periods=config.alarms.stale_periods,
+                                   contact_silence=config.archive.silence,
+                                   state_path=config.state_dir / "alarms.json")
         self.archive: ArchiveWriter | None = None
         if archive and config.archive.enabled:
             self.archive = ArchiveWriter(config.archive_dir, silence=config.archive.silence,
@@ -231,6 +247,8 @@ class IngestService:
                           for link in self.links]
             link_stats = asyncio.create_task(self._link_stats_loop(writer, links_stop)) \
                 if self.links else None
+            monitor_task = asyncio.create_task(self._monitor_loop(writer, links_stop)) \
+                if self.monitor is not None else None
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({stopper, reader, decoder}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
@@ -238,6 +256,8 @@ class IngestService:
             await asyncio.gather(*link_tasks)
             if link_stats is not None:
                 await link_stats
+            if monitor_task is not None:
+                await monitor_task
             # Drain: keep reading until the broker has been quiet for a moment, so
             # telemetry published just before the stop is stored too.
             deadline = time.monotonic() + self._drain_limit
@@ -267,6 +287,10 @@ class IngestService:
             await client.subscribe(raw_subscription(self.config.mqtt.shared_group), qos=RAW_QOS)
             await client.subscribe(raw_subscription(self.config.mqtt.shared_group, "replay"),
                                    qos=RAW_QOS)
+            if self.monitor is not None:
+                # Not shared: every ingest hears every command; the one that holds the
+                # alarm answers.
+                await client.subscribe(ALARM_COMMAND_TOPIC, qos=1)
             self.ready.set()
             log.info("ingest subscribed to %s on %s",
                      raw_subscription(self.config.mqtt.shared_group), self.config.mqtt.url)
@@ -285,6 +309,9 @@ class IngestService:
 
     async def _read_messages(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if message.topic.matches(ALARM_COMMAND_TOPIC):
+                self._command(message.payload if isinstance(message.payload, bytes) else b"")
+                continue
             raw = to_raw_message(message)
             self._last_message = time.monotonic()
             if raw is None:
@@ -337,6 +364,76 @@ class IngestService:
                 await writer.write(lines, len(batch), len(batch) * len(batch.packet.parameters))
                 if self.config.ingest.publish_params and batch.source == "live":
                     self._offer_param(batch)
+                if self.monitor is not None:
+                    await self._emit(writer, *self.monitor.on_batch(batch, time.time_ns()))
+
+    async def _emit(self, writer: InfluxWriter, changes: list[AlarmChange],
+                    events: list[Event]) -> None:
+        """Alarm changes and events: to InfluxDB, to MQTT, and the alarm state to disk."""
+        if not changes and not events:
+            return
+        lines: list[str] = []
+        # Changes at the same instant (acknowledged, then cleared) stay distinct points.
+        for offset, change in enumerate(changes):
+            lines.append(alarm_line(replace(change, time_ns=change.time_ns + offset)))
+            self._offer(_Outgoing(alarms_topic(change.spacecraft), alarm_json(change), qos=1))
+        for offset, event in enumerate(events):
+            lines.append(event_line(replace(event, time_ns=event.time_ns + offset)))
+            self._offer(_Outgoing(events_topic(event.spacecraft), event_json(event), qos=1))
+        await writer.write("".join(lines).encode(), len(lines), 0)
+        if changes and self.monitor is not None:
+            for spacecraft in {c.spacecraft for c in changes}:
+                active = [asdict(a) for a in self.monitor.alarms.active()
+                          if a.spacecraft == spacecraft]
+                self._offer(_Outgoing(active_alarms_topic(spacecraft),
+                                      json.dumps(active).encode(), qos=1, retain=True))
+            self.monitor.save()
+        self.stats.alarm_changes += len(changes)
+        self.stats.events += len(events)
+
+    async def _monitor_loop(self, writer: InfluxWriter, stop: asyncio.Event) -> None:
+        assert self.monitor is not None
+        while not stop.is_set():
+            await self._emit(writer, *self.monitor.tick(time.time_ns()))
+            if self._commands:
+                commands, self._commands = self._commands, []
+                for command in commands:
+                    await self._emit(writer, *self._apply(command))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+
+    def _command(self, payload: bytes) -> None:
+        try:
+            command = json.loads(payload)
+            if not isinstance(command, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            self.decoder.count_error("bad_command", 1, "an alarm command that is not JSON")
+            return
+        self._commands.append(command)
+
+    def _apply(self, command: dict[str, Any]) -> tuple[list[AlarmChange], list[Event]]:
+        """An operator's acknowledge or shelve; an event records who did what."""
+        assert self.monitor is not None
+        alarm_id, by = str(command.get("alarm_id", "")), str(command.get("by", ""))
+        note, action = str(command.get("note", "")), command.get("action")
+        now = time.time_ns()
+        try:
+            if action == "ack":
+                changes = self.monitor.alarms.acknowledge(alarm_id, by, note, now)
+            elif action == "shelve":
+                minutes = float(command.get("minutes", 0))
+                changes = self.monitor.alarms.shelve(alarm_id, now + int(minutes * 60e9), by,
+                                                     note, now)
+            else:
+                return [], []
+        except (KeyError, ValueError, TypeError):
+            return [], []  # another ingest may hold this alarm
+        spacecraft = changes[0].spacecraft if changes else ""
+        what = "acknowledged" if action == "ack" else "shelved"
+        events = [Event(spacecraft, "operator", alarm_id,
+                        f"{by} {what} {alarm_id}" + (f": {note}" if note else ""), now, what)]
+        return changes, events
 
     def _offer_param(self, batch: DecodedBatch) -> None:
         self._offer(_Outgoing(param_topic(batch.spacecraft), param_message(batch)))

@@ -73,8 +73,14 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
             columns.append(column.astype(np.int64).tolist())
         names.append(parameter.name)
         templates.append(_field_template(parameter.name, column, float_field))
-    template = prefix + ",".join(templates) + " %d\n"
     times = batch.times_ns.astype(np.int64).tolist()
+    for derived in batch.packet.derived:
+        column = np.asarray(batch.values[derived.name], dtype=np.float64)
+        finite &= np.isfinite(column)
+        columns.append(column.tolist())
+        names.append(derived.name)
+        templates.append(f"{derived.name}=%r")
+    template = prefix + ",".join(templates) + " %d\n"
     rows = list(zip(*columns, times, strict=True))
     if finite.all():
         return "".join(map(template.__mod__, rows)).encode()

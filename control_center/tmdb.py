@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -54,6 +54,32 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class ModeLimits:
+    """Limits that replace a parameter's default limits while ``mode`` (an enum
+    parameter of the same spacecraft) is in one of ``states`` (raw state values)."""
+
+    mode: str
+    states: tuple[int, ...]
+    limits: Limits
+    state_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Monitoring:
+    """How a parameter is limit-checked and whether its changes are events."""
+
+    limits: Limits = Limits()
+    limit_sets: tuple[ModeLimits, ...] = ()
+    persistence: int = 1  # samples out before the limit state changes
+    deadband: float = 0.0  # how far back inside a limit a value must come to return
+    event: bool = False  # a change of this (enum/boolean) parameter is an event
+
+    @property
+    def checked(self) -> bool:
+        return self.limits.defined or any(s.limits.defined for s in self.limit_sets)
+
+
+@dataclass(frozen=True, slots=True)
 class Calibration:
     """Raw to engineering conversion.
 
@@ -80,11 +106,25 @@ class Parameter:
     description: str = ""
     overlay: bool = False
     report: bool = False
+    monitoring: Monitoring = Monitoring()
 
     @property
     def is_float_value(self) -> bool:
         """Whether the engineering value is stored as a float (else integer or boolean)."""
         return self.type == "float" or self.calibration.kind != "none"
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedParameter:
+    """A value computed on arrival from other parameters of the same packet."""
+
+    name: str
+    expression: str
+    unit: str = ""
+    description: str = ""
+    limits: Limits = Limits()
+    report: bool = False
+    monitoring: Monitoring = Monitoring()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +137,7 @@ class PacketDef:
     period: float | None = None  # nominal seconds between packets, for counts and staleness
     time: TimeSource = "cuc"
     error_control: bool = True  # a CRC-16 trailer closes the packet
+    derived: tuple[DerivedParameter, ...] = ()
 
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:
@@ -160,10 +201,14 @@ def _int(value: Any, where: str, key: str, errors: _Collector, *, minimum: int =
     return value
 
 
+_MONITORING_KEYS = {"limit_sets", "persistence", "deadband", "event"}
 _PARAMETER_KEYS = {"name", "bit_offset", "bit_length", "type", "byte_order", "calibration",
-                   "states", "unit", "limits", "description", "overlay", "report"}
+                   "states", "unit", "limits", "description", "overlay", "report",
+                   *_MONITORING_KEYS}
+_DERIVED_KEYS = {"name", "expression", "unit", "description", "limits", "report",
+                 *_MONITORING_KEYS}
 _PACKET_KEYS = {"name", "apid", "description", "period", "time", "error_control", "length",
-                "parameters"}
+                "parameters", "derived"}
 _TOP_KEYS = {"spacecraft", "spacecraft_id", "mission", "agency", "description", "packets"}
 
 
@@ -297,13 +342,83 @@ def _parse_parameter(raw: Any, where: str, next_offset: int,
     for key in ("overlay", "report"):
         if not isinstance(raw.get(key, False), bool):
             errors.add(where, f"{key} must be true or false")
+    monitoring = _parse_monitoring(raw, limits, where, errors)
+    if monitoring.event and ptype not in ("enum", "boolean"):
+        errors.add(where, "event: true is for enum and boolean parameters (mode changes)")
     return Parameter(
         name=name, bit_offset=bit_offset, bit_length=bit_length,
         type=cast(ParameterType, ptype), byte_order=cast(ByteOrder, byte_order),
         calibration=calibration, states=states, unit=str(raw.get("unit", "")),
         limits=limits, description=str(raw.get("description", "")),
         overlay=bool(raw.get("overlay", False)), report=bool(raw.get("report", False)),
+        monitoring=monitoring,
     )
+
+
+def _parse_monitoring(raw: dict[str, Any], limits: Limits, where: str,
+                      errors: _Collector) -> Monitoring:
+    persistence = _int(raw.get("persistence", 1), where, "persistence", errors, minimum=1,
+                       maximum=10_000) or 1
+    deadband = _number(raw.get("deadband", 0.0), where, "deadband", errors) or 0.0
+    if deadband < 0:
+        errors.add(where, "deadband must not be negative")
+    event = raw.get("event", False)
+    if not isinstance(event, bool):
+        errors.add(where, "event must be true or false")
+        event = False
+    sets: list[ModeLimits] = []
+    raw_sets = raw.get("limit_sets", [])
+    if not isinstance(raw_sets, list):
+        errors.add(where, "limit_sets must be a list of {when: {MODE: [STATE, ...]}, limits: ...}")
+        raw_sets = []
+    for index, entry in enumerate(raw_sets):
+        swhere = f"{where} limit_sets[{index}]"
+        when = entry.get("when") if isinstance(entry, dict) else None
+        if not isinstance(when, dict) or len(when) != 1:
+            errors.add(swhere, "needs when: {MODE_PARAMETER: [STATE, ...]}")
+            continue
+        (mode, names), = when.items()
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            errors.add(swhere, f"when.{mode} must list state names")
+            continue
+        sets.append(ModeLimits(mode=str(mode), states=(), limits=_parse_limits(
+            entry.get("limits"), swhere, errors), state_names=tuple(names)))
+    return Monitoring(limits=limits, limit_sets=tuple(sets), persistence=persistence,
+                      deadband=float(deadband), event=event)
+
+
+def _parse_derived(raw: Any, where: str, known: set[str],
+                   errors: _Collector) -> DerivedParameter | None:
+    from control_center.expressions import Expression, ExpressionError
+
+    if not isinstance(raw, dict):
+        errors.add(where, "a derived parameter must be a mapping")
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        errors.add(where, f"name must be lower_snake_case, got {name!r}")
+        return None
+    where = f"{where} {name!r}"
+    for key in raw:
+        if key not in _DERIVED_KEYS:
+            errors.add(where, f"unknown key {key!r}")
+    text = raw.get("expression")
+    if not isinstance(text, str) or not text.strip():
+        errors.add(where, "expression is required, e.g. bus_voltage * load_current")
+        return None
+    try:
+        Expression.parse(text, parameter=name, known=known)
+    except ExpressionError as exc:
+        errors.add(where, str(exc))
+        return None
+    limits = _parse_limits(raw.get("limits"), where, errors)
+    return DerivedParameter(
+        name=name, expression=text, unit=str(raw.get("unit", "")),
+        description=str(raw.get("description", "")), limits=limits,
+        report=bool(raw.get("report", False)),
+        monitoring=_parse_monitoring(raw, limits, where, errors))
 
 
 def _parse_packet(raw: Any, where: str, errors: _Collector) -> PacketDef | None:
@@ -376,13 +491,61 @@ def _parse_packet(raw: Any, where: str, errors: _Collector) -> PacketDef | None:
                        f"overlaps parameter {reach[1].name!r}; mark one overlay: true if meant")
         if reach is None or end > reach[0]:
             reach = (end, b)
+    derived: list[DerivedParameter] = []
+    raw_derived = raw.get("derived", [])
+    if not isinstance(raw_derived, list):
+        errors.add(where, "derived must be a list")
+        raw_derived = []
+    for index, entry in enumerate(raw_derived):
+        known = names | {d.name for d in derived}
+        item = _parse_derived(entry, f"{where} derived #{index + 1}", known, errors)
+        if item is not None:
+            if item.name in known:
+                errors.add(f"{where} derived {item.name!r}", "duplicate parameter name")
+            derived.append(item)
     if apid is None:
         return None
     return PacketDef(
         name=name, apid=apid, length=length, parameters=tuple(parameters),
         description=str(raw.get("description", "")), period=period,
         time=cast(TimeSource, time_source), error_control=error_control == "crc16",
+        derived=tuple(derived),
     )
+
+
+def _resolve_modes(packets: list[PacketDef], errors: _Collector) -> list[PacketDef]:
+    """Turn the state names of mode-dependent limit sets into raw enum values."""
+    enums = {p.name: p for packet in packets for p in packet.parameters if p.type == "enum"}
+
+    def resolve(owner: str, monitoring: Monitoring) -> Monitoring:
+        if not monitoring.limit_sets:
+            return monitoring
+        resolved: list[ModeLimits] = []
+        for mode_limits in monitoring.limit_sets:
+            mode = enums.get(mode_limits.mode)
+            if mode is None:
+                errors.add(owner, f"limit_sets: mode {mode_limits.mode!r} is not an enum "
+                                  f"parameter of this spacecraft")
+                continue
+            by_name = {label: value for value, label in mode.states.items()}
+            unknown = [n for n in mode_limits.state_names if n not in by_name]
+            if unknown:
+                errors.add(owner, f"limit_sets: {mode.name} has no state "
+                                  f"{', '.join(unknown)} (states: {', '.join(by_name)})")
+                continue
+            resolved.append(replace(mode_limits, states=tuple(
+                by_name[n] for n in mode_limits.state_names)))
+        return replace(monitoring, limit_sets=tuple(resolved))
+
+    out: list[PacketDef] = []
+    for packet in packets:
+        parameters = tuple(replace(p, monitoring=resolve(
+            f"packet {packet.name!r} parameter {p.name!r}", p.monitoring))
+            for p in packet.parameters)
+        derived = tuple(replace(d, monitoring=resolve(
+            f"packet {packet.name!r} derived {d.name!r}", d.monitoring)) for d in packet.derived)
+        out.append(replace(packet, parameters=parameters, derived=derived))
+    return out
 
 
 def parse_tmdb(document: Any, source: str) -> Tmdb:
@@ -418,6 +581,7 @@ def parse_tmdb(document: Any, source: str) -> Tmdb:
                        f"apid {packet.apid} is already used by {seen_apids[packet.apid]!r}")
         seen_names[packet.name] = packet.name
         seen_apids[packet.apid] = packet.name
+    packets = _resolve_modes(packets, errors)
     if errors.problems:
         raise TmdbError(errors.problems)
     return Tmdb(

@@ -78,6 +78,21 @@ def parse_ert(text: str) -> int | None:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
+def alarms_topic(spacecraft: str) -> str:
+    return f"{TOPIC_ROOT}/{spacecraft}/alarms"
+
+
+def active_alarms_topic(spacecraft: str) -> str:
+    return f"{TOPIC_ROOT}/{spacecraft}/alarms/active"
+
+
+def events_topic(spacecraft: str) -> str:
+    return f"{TOPIC_ROOT}/{spacecraft}/events"
+
+
+ALARM_COMMAND_TOPIC = f"{TOPIC_ROOT}/alarms/command"
+
+
 def link_topic(spacecraft: str) -> str:
     return f"{TOPIC_ROOT}/{spacecraft}/link"
 

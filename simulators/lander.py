@@ -127,11 +127,15 @@ class LanderModel:
 
     spacecraft = "lander"
 
-    def __init__(self, seed: int = 0, fault: str | None = None) -> None:
+    def __init__(self, seed: int = 0, fault: str | None = None,
+                 fault_until: float | None = None) -> None:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown lander fault {fault!r}; expected one of "
                              f"{', '.join(FAULTS)} (or none)")
         self.fault = fault
+        # The fault clears at this simulated time (None: it never does), so a
+        # demonstration or test can show an alarm returning to normal.
+        self.fault_until = fault_until
         self._rng = np.random.default_rng(seed)
         self._t = 0.0
         # Translational state: altitude above the site, vertical velocity (up +),
@@ -221,7 +225,8 @@ class LanderModel:
     # ------------------------------------------------------------------ helpers
 
     def _fault_active(self, name: str) -> bool:
-        return self.fault == name and self._t >= FAULT_ONSET_S
+        return self.fault == name and self._t >= FAULT_ONSET_S and (
+            self.fault_until is None or self._t < self.fault_until)
 
     @property
     def _airborne(self) -> bool:
@@ -359,6 +364,9 @@ class LanderModel:
                 # down (0.6 deg/s^2, 100 s), so the spin tends to about 60 deg/s.
                 accel = 0.6 * math.exp(-(self._t - FAULT_ONSET_S) / 100.0)
                 self._yaw_rate += math.radians(accel) * dt
+            elif self._yaw_rate != 0.0:
+                # The thruster closed again: attitude control damps the spin out.
+                self._yaw_rate = first_order(self._yaw_rate, 0.0, 4.0, dt)
             self._yaw += self._yaw_rate * dt
             # Attitude-control limit cycle, larger while the engine fires.
             sigma = math.radians(0.1 if self._thrust > 0.0 else 0.03)

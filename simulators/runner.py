@@ -43,10 +43,11 @@ class SpacecraftModel(Protocol):
     def sample(self, packet: str) -> dict[str, float | int | bool]: ...
 
 
-def make_model(kind: str, seed: int, fault: str | None = None) -> SpacecraftModel:
+def make_model(kind: str, seed: int, fault: str | None = None,
+               fault_until: float | None = None) -> SpacecraftModel:
     if kind == "lander":
         from simulators.lander import LanderModel
-        return LanderModel(seed=seed, fault=fault)
+        return LanderModel(seed=seed, fault=fault, fault_until=fault_until)
     if kind == "orbiter":
         from simulators.orbiter import OrbiterModel
         return OrbiterModel(seed=seed, fault=fault)

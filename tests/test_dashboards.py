@@ -32,10 +32,12 @@ import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
+from control_center.alarms import AlarmManager
 from control_center.config import Config, load_config
 from control_center.dashboards import (
     DashboardSet,
     InfluxQLQuery,
+    all_fields,
     build_dashboards,
     folder_uid,
     grafana_unit,
@@ -43,6 +45,7 @@ from control_center.dashboards import (
     write_dashboards,
 )
 from control_center.ingest import link_line
+from control_center.monitoring import Event, alarm_line, event_line
 from control_center.servers import InfluxServer
 from control_center.tmdb import Limits, Parameter, Tmdb
 from tests.conftest import CONFIG
@@ -239,7 +242,8 @@ def test_expected_dashboards_folders_and_variables(built: DashboardSet,
             query = target["query"]
             assert target["datasource"] == {"type": "influxdb", "uid": grafana.datasource_uid}
             assert "$timeFilter" in query and "spacecraft\" =~ /^$spacecraft$/" in query
-            if 'FROM "link"' not in query:  # link points carry no source or pass tag
+            live_only = ('FROM "link"', 'FROM "alarms"', 'FROM "events"')
+            if not any(m in query for m in live_only):  # these carry no source/pass tag
                 assert "\"source\" = '$source'" in query and '"pass" =~ /^$pass$/' in query
             if "GROUP BY time(" in query:
                 assert "GROUP BY time($__interval)" in query
@@ -277,7 +281,17 @@ def test_every_model_validates_and_round_trips_through_the_sdk(built: DashboardS
         assert typed.uid == dashboard.uid
         first = next(p for p in typed.panels or [] if isinstance(p, dm.Panel) and p.targets)
         assert first.targets and isinstance(first.targets[0], InfluxQLQuery)
-        assert json.loads(json.dumps(typed, cls=JSONEncoder)) == model, dashboard.uid
+        # Annotations are the exception: the SDK's AnnotationQuery has no field for the
+        # InfluxDB data source's own keys (query, textColumn), so they are compared apart
+        # from the rest and checked here by hand; their queries run in the test below.
+        round_trip = json.loads(json.dumps(typed, cls=JSONEncoder))
+        assert {k: v for k, v in round_trip.items() if k != "annotations"} == \
+            {k: v for k, v in model.items() if k != "annotations"}, dashboard.uid
+        for annotation in model["annotations"]["list"]:
+            assert annotation["datasource"] == {"type": "influxdb",
+                                                "uid": "isls-influxdb"}
+            assert annotation["enable"] is True and annotation["textColumn"] == "message"
+            assert annotation["query"].startswith('SELECT "message" FROM "')
 
 
 def test_panel_counts_and_every_parameter_on_its_all_parameters_dashboard(
@@ -288,11 +302,12 @@ def test_panel_counts_and_every_parameter_on_its_all_parameters_dashboard(
         rows = [p["title"] for p in panels(model) if p["type"] == "row"]
         assert [r.split(" ")[0] for r in rows] == [p.name for p in tmdb.packets]
         plotted = [p["title"] for p in panels(model) if p["type"] != "row"]
-        assert plotted == [q.name for p in tmdb.packets for q in p.parameters]
+        assert plotted == [q.name for p in tmdb.packets for q in all_fields(p)]
+        assert {d.name for p in tmdb.packets for d in p.derived} <= set(plotted)
         for panel in panels(model):
             if panel["type"] == "row":
                 continue
-            (parameter,) = [q for p in tmdb.packets for q in p.parameters
+            (parameter,) = [q for p in tmdb.packets for q in all_fields(p)
                             if q.name == panel["title"]]
             kind = "state-timeline" if parameter.type in ("enum", "boolean") else "timeseries"
             assert panel["type"] == kind, parameter.name
@@ -300,11 +315,11 @@ def test_panel_counts_and_every_parameter_on_its_all_parameters_dashboard(
             aggregate = "last" if kind == "state-timeline" else "mean"
             assert f'{aggregate}("{parameter.name}")' in panel["targets"][0]["query"]
     overview = by_uid["isls-overview"].model
-    assert [p["title"] for p in panels(overview) if p["type"] == "text"] == [
-        "Latest alarms and events"]
+    assert [p["title"] for p in panels(overview)][:3] == [
+        "Alarm state by parameter", "Latest alarm changes", "Latest events"]
     limit_stats = [p["title"] for p in panels(overview) if p["title"].endswith(" limits")]
     assert limit_stats == [f"{p.name} limits" for t in tmdbs for p in t.packets
-                           if any(q.limits.defined for q in p.parameters)]
+                           if any(q.limits.defined for q in all_fields(p))]
 
 
 def test_thresholds_units_and_mappings_equal_the_tmdb(built: DashboardSet,
@@ -377,11 +392,23 @@ def _link_lines(seconds: int) -> list[str]:
     return lines
 
 
+def _alarm_lines() -> list[str]:
+    """An alarm's life and a few events, as the ingest's monitoring stage writes them."""
+    manager = AlarmManager()
+    changes = manager.on_level("lander", "battery_soc", 1, 28.0, START_NS + 10**9, 30.0)
+    changes += manager.on_level("orbiter", "bus_voltage", 4, 31.0, START_NS + 2 * 10**9, 30.5)
+    changes += manager.on_level("lander", "battery_soc", 0, 31.0, START_NS + 3 * 10**9)
+    events = [Event(sc, "mode", "power_mode", f"{sc} power_mode: A -> B", START_NS + i)
+              for i, sc in enumerate(("lander", "orbiter"))]
+    return [alarm_line(c) for c in changes] + [event_line(e) for e in events]
+
+
 def test_every_query_returns_data_from_the_real_pipeline(
         config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
     ingest, _ = asyncio.run(_run_pipeline(config, tmdbs, 3.0, 5.0))
     assert ingest.stats.errors == {}
     write_lines(influxd, database, _link_lines(15))
+    write_lines(influxd, database, _alarm_lines())
     dashboards = build_dashboards(config, tmdbs)
     assert dashboards.datasource["jsonData"]["dbName"] == database
     assert dashboards.datasource["url"] == influxd.url
@@ -395,6 +422,12 @@ def test_every_query_returns_data_from_the_real_pipeline(
             assert series and non_null_values(series) > 0, (dashboard.uid, panel["title"],
                                                             query)
             ran += 1
+        for annotation in model["annotations"]["list"]:
+            if "query" not in annotation:
+                continue  # Grafana's built-in annotations
+            query = expand(annotation["query"], model, start, end)
+            series = series_of(influxd.query(query, database), query)
+            assert series and non_null_values(series) > 0, (dashboard.uid, query)
         for variable in model["templating"]["list"]:
             if variable["type"] != "query":
                 continue
