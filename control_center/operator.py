@@ -101,7 +101,8 @@ async def command_alarm(mqtt: MqttSettings, action: str, alarm_id: str, by: str,
                                       f"{change.get('message', '')}\n")
                             return 0
         except TimeoutError:
-            raise IslsError(f"no ingest acknowledged a {action} of alarm {alarm_id!r} within "
-                            f"{timeout:.0f} s: unknown alarm id, already in that state, or "
-                            f"no ingest running (see `isls alarms`)") from None
+            what = "acknowledged" if action == "ack" else "shelved"
+            raise IslsError(f"alarm {alarm_id!r} was not {what} within {timeout:.0f} s: "
+                            f"unknown alarm id, already in that state, or no ingest "
+                            f"running (see `isls alarms`)") from None
     return 1

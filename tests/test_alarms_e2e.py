@@ -58,6 +58,12 @@ def test_thruster_fault_alarm_lifecycle(config: Config, tmdbs: list[Tmdb],
                                  20, "the alarm to return to normal")
             alarm_id = str(next(p["alarm_id"] for p in published
                                 if p["transition"] == "raised"))
+            listing = await asyncio.create_subprocess_exec(
+                *ISLS, "alarms", "--once", env=env, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+            listed, _ = await asyncio.wait_for(listing.communicate(), 60)
+            row = next(line for line in listed.decode().splitlines() if alarm_id in line)
+            assert "returned" in row and row.rstrip().endswith("NO")  # back, not yet acked
             acknowledge = await asyncio.create_subprocess_exec(
                 *ISLS, "alarms", "ack", alarm_id, "--by", "flight", "--note", "yaw jet closed",
                 env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -101,9 +107,12 @@ def test_thruster_fault_alarm_lifecycle(config: Config, tmdbs: list[Tmdb],
     assert any("ORBIT_COAST -> BRAKING" in str(r[2]) for r in events)
     operator = _series(influxd, database, 'SELECT "message" FROM "events" WHERE kind=\'operator\'')
     assert operator and "flight acknowledged" in str(operator[0][1])
-    assert ingest.monitor is not None and ingest.monitor.alarms.active() == []
-    # No other alarm in a nominal descent apart from the fault's.
-    assert {p["subject"] for p in published} == {"imu_rate_z"}
+    # The limit alarm is gone. Once the simulator stopped, its packet types went stale
+    # while the lander was still in contact: that is right, and all that is left.
+    assert ingest.monitor is not None
+    assert {a.kind for a in ingest.monitor.alarms.active()} <= {"stale"}
+    # No other limit alarm in a nominal descent apart from the fault's.
+    assert {p["subject"] for p in published if p["kind"] == "limit"} == {"imu_rate_z"}
 
 
 def test_derived_parameters_equal_their_formula_on_stored_values(
