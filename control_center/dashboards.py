@@ -212,15 +212,6 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '\\"') + '"'
 
 
-def all_fields(packet: PacketDef) -> list[Parameter]:
-    """The packet's parameters, then its derived parameters (as float fields): every
-    field of its measurement, each with the unit, limits and description to show."""
-    derived = [Parameter(name=d.name, bit_offset=0, bit_length=64, type="float", unit=d.unit,
-                         limits=d.limits, description=d.description, report=d.report,
-                         monitoring=d.monitoring) for d in packet.derived]
-    return [*packet.parameters, *derived]
-
-
 def series_query(packet: PacketDef, parameters: Sequence[Parameter]) -> str:
     """Means of numbers and last values of states, per ``$__interval``."""
     columns = ", ".join(
@@ -463,7 +454,7 @@ def _parameter_panel(board: _Board, packet: PacketDef, parameters: Sequence[Para
 
 def _limit_stat(board: _Board, packet: PacketDef, spacecraft: str, w: int, h: int) -> None:
     """The last value of every limit-checked parameter, coloured by its limits."""
-    checked = [p for p in all_fields(packet) if p.limits.defined]
+    checked = [p for p in packet.fields if p.limits.defined]
     columns = ", ".join(f"last({_quote(p.name)}) AS {_quote(p.name)}" for p in checked)
     query = f"SELECT {columns} FROM {_quote(packet.name)} {telemetry_filter(spacecraft)}"
     panel = (stat.Panel().title(f"{packet.name} limits")
@@ -563,7 +554,7 @@ def _overview(config: Config, tmdbs: Sequence[Tmdb], ref: dm.DataSourceRef) -> _
                          "GROUP BY time($__interval) fill(0)", chr(ord("A") + i))
             for i, p in enumerate(tmdb.packets)])
         board.break_line()
-        checked = [p for p in tmdb.packets if any(q.limits.defined for q in all_fields(p))]
+        checked = [p for p in tmdb.packets if any(q.limits.defined for q in p.fields)]
         for packet in checked:
             _limit_stat(board, packet, sc, max(6, GRID_WIDTH // len(checked)), 5)
     return board
@@ -759,7 +750,7 @@ def _all_parameters(tmdb: Tmdb, ref: dm.DataSourceRef) -> _Board:
     for packet in tmdb.packets:
         board.row(f"{packet.name} (APID {packet.apid:#x})"
                   + (f" — {packet.description}" if packet.description else ""))
-        for parameter in all_fields(packet):
+        for parameter in packet.fields:
             _parameter_panel(board, packet, [parameter], parameter.name, 8, 6)
     return board
 

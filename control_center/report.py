@@ -159,7 +159,7 @@ def write_report(archive_root: Path, pass_id: str, tmdbs: list[Tmdb], out: Path,
         known = ", ".join(t.spacecraft for t in tmdbs) or "none"
         raise IslsError(f"pass {pass_id!r} is of spacecraft {info.spacecraft!r}, which no "
                         f"telemetry database describes (configured: {known})")
-    series = {p.name: _Series(p, tuple(q for q in p.parameters if q.report))
+    series = {p.name: _Series(p, tuple(q for q in p.fields if q.report))
               for p in tmdb.packets}
     decoder = Decoder([tmdb])
     read_stats = ReadStats()

@@ -139,6 +139,16 @@ class PacketDef:
     error_control: bool = True  # a CRC-16 trailer closes the packet
     derived: tuple[DerivedParameter, ...] = ()
 
+    @property
+    def fields(self) -> tuple[Parameter, ...]:
+        """Every field of the packet's measurement: its parameters, then its derived
+        parameters as float parameters (unit, limits, description, monitoring kept)."""
+        derived = tuple(Parameter(name=d.name, bit_offset=0, bit_length=64, type="float",
+                                  unit=d.unit, limits=d.limits, description=d.description,
+                                  report=d.report, monitoring=d.monitoring)
+                        for d in self.derived)
+        return self.parameters + derived
+
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:
             if p.name == name:

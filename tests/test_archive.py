@@ -235,7 +235,7 @@ def test_passes_and_replay_from_the_command_line(
     report = subprocess.run([*ISLS, "report", lander_pass.id, "--out", str(out)],
                             env=_env(config), capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr
-    report_parameters = [p for p in tmdbs[0].packets for q in p.parameters if q.report]
+    report_parameters = [p for p in tmdbs[0].packets for q in p.fields if q.report]
     assert len(list(out.glob("*.png"))) == len(report_parameters)
     assert lander_pass.id in (out / "index.html").read_text()
 

@@ -37,7 +37,6 @@ from control_center.config import Config, load_config
 from control_center.dashboards import (
     DashboardSet,
     InfluxQLQuery,
-    all_fields,
     build_dashboards,
     folder_uid,
     grafana_unit,
@@ -302,12 +301,12 @@ def test_panel_counts_and_every_parameter_on_its_all_parameters_dashboard(
         rows = [p["title"] for p in panels(model) if p["type"] == "row"]
         assert [r.split(" ")[0] for r in rows] == [p.name for p in tmdb.packets]
         plotted = [p["title"] for p in panels(model) if p["type"] != "row"]
-        assert plotted == [q.name for p in tmdb.packets for q in all_fields(p)]
+        assert plotted == [q.name for p in tmdb.packets for q in p.fields]
         assert {d.name for p in tmdb.packets for d in p.derived} <= set(plotted)
         for panel in panels(model):
             if panel["type"] == "row":
                 continue
-            (parameter,) = [q for p in tmdb.packets for q in all_fields(p)
+            (parameter,) = [q for p in tmdb.packets for q in p.fields
                             if q.name == panel["title"]]
             kind = "state-timeline" if parameter.type in ("enum", "boolean") else "timeseries"
             assert panel["type"] == kind, parameter.name
@@ -319,7 +318,7 @@ def test_panel_counts_and_every_parameter_on_its_all_parameters_dashboard(
         "Alarm state by parameter", "Latest alarm changes", "Latest events"]
     limit_stats = [p["title"] for p in panels(overview) if p["title"].endswith(" limits")]
     assert limit_stats == [f"{p.name} limits" for t in tmdbs for p in t.packets
-                           if any(q.limits.defined for q in all_fields(p))]
+                           if any(q.limits.defined for q in p.fields)]
 
 
 def test_thresholds_units_and_mappings_equal_the_tmdb(built: DashboardSet,

@@ -45,7 +45,7 @@ def _tmdb(tmdbs: list[Tmdb], spacecraft: str) -> Tmdb:
 
 
 def _report_parameters(tmdb: Tmdb) -> list[tuple[PacketDef, Parameter]]:
-    return [(packet, p) for packet in tmdb.packets for p in packet.parameters if p.report]
+    return [(packet, p) for packet in tmdb.packets for p in packet.fields if p.report]
 
 
 def _known_values(packet: PacketDef, n: int) -> Values:
@@ -165,6 +165,11 @@ def archive(tmp_path_factory: pytest.TempPathFactory, tmdbs: list[Tmdb]) -> Arch
         packets += [(int(ms) if ms != LATE_MS else DURATION * 1000 + 50,
                      octets[k * packet.length:(k + 1) * packet.length])
                     for k, ms in enumerate(offsets)]
+        # Derived parameters from what the packets really hold (the decoded values).
+        decoded = PacketCodec("lander", packet).decode_packets(
+            [octets[k * packet.length:(k + 1) * packet.length] for k in range(offsets.size)])
+        for derived in packet.derived:
+            values[derived.name] = np.asarray(decoded.values[derived.name])
         known[packet.name] = values
         known_ms[packet.name] = offsets
     known_id = _record_packets(writer, "lander", KNOWN_START, packets)
