@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from control_center.config import MqttSettings
+from control_center.terminal import LiveText
 from drivers.mqtt import TOPIC_ROOT, make_client
 
 COLUMNS = ("link", "spacecraft", "state", "frames good", "bad", "gaps", "sync losses",
@@ -53,8 +54,7 @@ def render(links: dict[tuple[str, str], dict[str, Any]]) -> str:
 async def link_status(mqtt: MqttSettings, *, once: bool, wait: float = 3.0,
                       out: TextIO = sys.stdout) -> int:
     links: dict[tuple[str, str], dict[str, Any]] = {}
-    tty = out.isatty() and not once
-    drawn = 0
+    view = LiveText(out)
     async with make_client(mqtt, f"isls-link-status-{id(links)}") as client:
         await client.subscribe(f"{TOPIC_ROOT}/+/link", qos=0)
         messages = aiter(client.messages)
@@ -78,9 +78,5 @@ async def link_status(mqtt: MqttSettings, *, once: bool, wait: float = 3.0,
             if once:
                 out.write(text + "\n")
                 return 0 if links else 1
-            if tty and drawn:
-                out.write(f"\x1b[{drawn}F\x1b[J")
-            out.write(text + "\n")
-            out.flush()
-            drawn = text.count("\n") + 1
+            view.show(text)
             next_draw = time.monotonic() + 1.0

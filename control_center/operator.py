@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from control_center.config import MqttSettings
 from control_center.errors import IslsError
+from control_center.terminal import LiveText
 from drivers.mqtt import ALARM_COMMAND_TOPIC, TOPIC_ROOT, make_client
 
 
@@ -49,8 +50,7 @@ def render(alarms: list[dict[str, Any]]) -> str:
 async def list_alarms(mqtt: MqttSettings, *, once: bool, wait: float = 2.0,
                       out: TextIO = sys.stdout) -> int:
     by_spacecraft: dict[str, list[dict[str, Any]]] = {}
-    tty = out.isatty() and not once
-    drawn = 0
+    view = LiveText(out)
     async with make_client(mqtt, f"isls-alarms-{time.monotonic_ns()}") as client:
         await client.subscribe(f"{TOPIC_ROOT}/+/alarms/active", qos=1)
         messages = aiter(client.messages)
@@ -70,11 +70,7 @@ async def list_alarms(mqtt: MqttSettings, *, once: bool, wait: float = 2.0,
             if once:
                 out.write(text + "\n")
                 return 0
-            if tty and drawn:
-                out.write(f"\x1b[{drawn}F\x1b[J")
-            out.write(text + "\n")
-            out.flush()
-            drawn = text.count("\n") + 1
+            view.show(text)
             next_draw = time.monotonic() + 1.0
 
 

@@ -23,6 +23,7 @@ from typing import TextIO
 from control_center.config import Config, LinkSettings
 from control_center.ingest import IngestService, wait_subscribed
 from control_center.servers import InfluxServer, MosquittoServer
+from control_center.terminal import LiveText
 from control_center.tmdb import Tmdb
 from drivers.mqtt import raw_subscription, raw_topic
 from drivers.noise import LinkNoise
@@ -58,10 +59,9 @@ class StatusDisplay:
         self.ingest = ingest
         self.simulators = simulators
         self.out = out
-        self.tty = out.isatty()
+        self.view = LiveText(out)
         self._last_packets: dict[str, int] = {}
         self._last_time = time.monotonic()
-        self._drawn = 0
 
     def render(self) -> list[str]:
         now = time.monotonic()
@@ -96,19 +96,14 @@ class StatusDisplay:
         return lines
 
     async def run(self, stop: asyncio.Event) -> None:
-        period = 1.0 if self.tty else 5.0
+        period = 1.0 if self.view.redraw else 5.0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), period)
             self.draw()
 
     def draw(self) -> None:
-        lines = self.render()
-        if self.tty and self._drawn:
-            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
-        self.out.write("\n".join(lines) + "\n")
-        self.out.flush()
-        self._drawn = len(lines)
+        self.view.show("\n".join(self.render()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from control_center.config import Config, load_config
+from control_center.ingest import IngestService, wait_subscribed
 from control_center.servers import InfluxServer, MosquittoServer, free_port
 from control_center.tmdb import Tmdb, load_tmdbs
+from simulators.runner import PacketGenerator, SimulatorService, make_model
 
 PROJECT = Path(__file__).resolve().parent.parent
 CONFIG = PROJECT / "config" / "isls.toml"
@@ -130,3 +132,24 @@ def count_points(influxd: InfluxServer, database: str, measurement: str,
     columns = series[0]["columns"]
     row = series[0]["values"][0]
     return max(int(v) for c, v in zip(columns, row, strict=True) if c != "time")
+
+
+async def run_pipeline(config: Config, tmdbs: list[Tmdb], duration: float, speed: float, *,
+                       seed: int = 7, start_unix: float | None = 1_800_000_000.0
+                       ) -> tuple[IngestService, list[SimulatorService]]:
+    """The live chain for ``duration`` wall seconds: an ingest, and a simulator per
+    telemetry database at ``speed``; returns once the ingest has stored everything."""
+    stop = asyncio.Event()
+    ingest = IngestService(config, tmdbs)
+    ingest_task = asyncio.create_task(ingest.run(stop))
+    await wait_subscribed(ingest)
+    simulators = [
+        SimulatorService(PacketGenerator(make_model(t.spacecraft, seed=seed), t,
+                                         start_unix=start_unix),
+                         config.mqtt, speed=speed, publish_interval=0.1)
+        for t in tmdbs
+    ]
+    await asyncio.gather(*(s.run(asyncio.Event(), duration) for s in simulators))
+    stop.set()
+    await ingest_task
+    return ingest, simulators

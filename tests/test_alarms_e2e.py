@@ -17,7 +17,7 @@ from control_center.servers import InfluxServer
 from control_center.tmdb import Tmdb
 from drivers.mqtt import make_client
 from simulators.runner import PacketGenerator, SimulatorService, make_model
-from tests.conftest import ISLS, wait_for_async
+from tests.conftest import ISLS, run_pipeline, wait_for_async
 
 START = 1_800_000_000.0
 
@@ -117,18 +117,7 @@ def test_thruster_fault_alarm_lifecycle(config: Config, tmdbs: list[Tmdb],
 
 def test_derived_parameters_equal_their_formula_on_stored_values(
         config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        ingest = IngestService(config, tmdbs)
-        task = asyncio.create_task(ingest.run(stop))
-        await wait_subscribed(ingest)
-        sims = [SimulatorService(PacketGenerator(make_model(t.spacecraft, 2), t), config.mqtt,
-                                 speed=5.0) for t in tmdbs]
-        await asyncio.gather(*(s.run(asyncio.Event(), 2.0) for s in sims))
-        stop.set()
-        await task
-
-    asyncio.run(scenario())
+    asyncio.run(run_pipeline(config, tmdbs, 2.0, 5.0, seed=2, start_unix=None))
     power = np.array(_series(influxd, database, 'SELECT "bus_power", "bus_voltage", '
                              '"load_current" FROM "lander_power"'))[:, 1:].astype(float)
     assert len(power) >= 5

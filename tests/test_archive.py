@@ -30,7 +30,14 @@ from control_center.replay import import_files, replay_pass
 from control_center.servers import InfluxServer
 from control_center.tmdb import Tmdb, import_ccsdspy_csv, parse_tmdb
 from simulators.runner import PacketGenerator, SimulatorService, make_model
-from tests.conftest import ISLS, count_points, start_isls, wait_for, wait_for_async
+from tests.conftest import (
+    ISLS,
+    count_points,
+    run_pipeline,
+    start_isls,
+    wait_for,
+    wait_for_async,
+)
 
 SECOND = 1_000_000_000
 
@@ -136,15 +143,7 @@ def test_ingest_killed_mid_pass_leaves_a_readable_archive(
 
 
 async def _live_run(config: Config, tmdbs: list[Tmdb]) -> IngestService:
-    stop = asyncio.Event()
-    ingest = IngestService(config, tmdbs)
-    task = asyncio.create_task(ingest.run(stop))
-    await wait_subscribed(ingest)
-    sims = [SimulatorService(PacketGenerator(make_model(t.spacecraft, 5), t), config.mqtt,
-                             speed=4.0) for t in tmdbs]
-    await asyncio.gather(*(s.run(asyncio.Event(), 2.5) for s in sims))
-    stop.set()
-    await task
+    ingest, _ = await run_pipeline(config, tmdbs, 2.5, 4.0, seed=5, start_unix=None)
     return ingest
 
 

@@ -47,8 +47,7 @@ from control_center.ingest import link_line
 from control_center.monitoring import Event, alarm_line, event_line
 from control_center.servers import InfluxServer
 from control_center.tmdb import Limits, Parameter, Tmdb
-from tests.conftest import CONFIG
-from tests.test_pipeline import _run_pipeline
+from tests.conftest import CONFIG, run_pipeline
 
 START_NS = 1_800_000_000 * 1_000_000_000  # the simulators' first packet (test_pipeline)
 
@@ -404,7 +403,7 @@ def _alarm_lines() -> list[str]:
 
 def test_every_query_returns_data_from_the_real_pipeline(
         config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
-    ingest, _ = asyncio.run(_run_pipeline(config, tmdbs, 3.0, 5.0))
+    ingest, _ = asyncio.run(run_pipeline(config, tmdbs, 3.0, 5.0))
     assert ingest.stats.errors == {}
     write_lines(influxd, database, _link_lines(15))
     write_lines(influxd, database, _alarm_lines())

@@ -15,8 +15,7 @@ from control_center.packets import CucTime, build_packet
 from control_center.servers import InfluxServer
 from control_center.tmdb import Tmdb
 from drivers.mqtt import make_client, param_topic, raw_properties, raw_topic
-from simulators.runner import PacketGenerator, SimulatorService, make_model
-from tests.conftest import count_points, wait_for_async
+from tests.conftest import count_points, run_pipeline, wait_for_async
 
 # Physical ranges a plausible flight stays in, per measurement and field.
 PHYSICAL_RANGES: dict[str, dict[str, tuple[float, float]]] = {
@@ -35,28 +34,10 @@ PHYSICAL_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 
-async def _run_pipeline(config: Config, tmdbs: list[Tmdb], duration: float,
-                        speed: float) -> tuple[IngestService, list[SimulatorService]]:
-    stop = asyncio.Event()
-    ingest = IngestService(config, tmdbs)
-    ingest_task = asyncio.create_task(ingest.run(stop))
-    await wait_subscribed(ingest)
-    simulators = [
-        SimulatorService(PacketGenerator(make_model(t.spacecraft, seed=7), t,
-                                         start_unix=1_800_000_000.0),
-                         config.mqtt, speed=speed, publish_interval=0.1)
-        for t in tmdbs
-    ]
-    await asyncio.gather(*(s.run(asyncio.Event(), duration) for s in simulators))
-    stop.set()
-    await ingest_task
-    return ingest, simulators
-
-
 def test_simulators_to_influxdb_every_packet_type_stored(
         config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
     duration, speed = 4.0, 5.0
-    ingest, simulators = asyncio.run(_run_pipeline(config, tmdbs, duration, speed))
+    ingest, simulators = asyncio.run(run_pipeline(config, tmdbs, duration, speed))
     assert ingest.stats.errors == {}, ingest.stats.errors
     by_name = {t.spacecraft: t for t in tmdbs}
     for simulator in simulators:
@@ -82,7 +63,7 @@ def test_simulators_to_influxdb_every_packet_type_stored(
 
 def test_point_time_is_onboard_time_in_utc(
         config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
-    asyncio.run(_run_pipeline(config, [tmdbs[1]], 1.0, 1.0))
+    asyncio.run(run_pipeline(config, [tmdbs[1]], 1.0, 1.0))
     result = influxd.query('SELECT FIRST("altitude") FROM "orbiter_orbit"', database)
     first_ns = result["results"][0]["series"][0]["values"][0][0]  # type: ignore[index]
     # The generator starts at Unix 1.8e9 s; the first packet is stamped at t = 0.
