@@ -12,8 +12,9 @@ class LiveText:
         self.redraw = redraw and out.isatty()
         self._lines = 0
 
-    def show(self, text: str) -> None:
-        if self.redraw and self._lines:
+    def show(self, text: str, *, fresh: bool = False) -> None:
+        """``fresh``: print below whatever is on screen instead of over the last text."""
+        if self.redraw and self._lines and not fresh:
             # Cursor up to the first line drawn last time, then clear to the end.
             self.out.write(f"\x1b[{self._lines}F\x1b[J")
         self.out.write(text + "\n")

@@ -100,10 +100,11 @@ class StatusDisplay:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), period)
-            self.draw()
+            # The last status goes below the shutdown log lines, not over them.
+            self.draw(fresh=stop.is_set())
 
-    def draw(self) -> None:
-        self.view.show("\n".join(self.render()))
+    def draw(self, *, fresh: bool = False) -> None:
+        self.view.show("\n".join(self.render()), fresh=fresh)
 
 
 @dataclass(frozen=True, slots=True)
