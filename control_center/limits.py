@@ -189,6 +189,12 @@ class LimitChecker:
         else:
             high_t = low_t = raw
 
+        if self.state == OK and not raw.any():
+            # The nominal case, vectorised: in limits before and throughout, so every
+            # sample only resets a pending run (NaN samples leave it as it was).
+            if not np.isnan(v).all():
+                self._run = 0
+            return np.zeros(n, dtype=np.int8)
         out = np.empty(n, dtype=np.int8)
         state, pending, run, persistence = self.state, self._pending, self._run, \
             self.persistence
