@@ -71,6 +71,22 @@ def test_thruster_fault_alarm_lifecycle(config: Config, tmdbs: list[Tmdb],
             assert acknowledge.returncode == 0, stderr.decode()
             await wait_for_async(lambda: any(p["transition"] == "cleared" for p in published),
                                  20, "the acknowledged, returned alarm to clear")
+            # The simulator has stopped while the lander is in contact: its packets go
+            # stale. An operator shelves that alarm for five minutes.
+            await wait_for_async(lambda: any(p["kind"] == "stale" for p in published), 20,
+                                 "a stale alarm")
+            stale_id = str(next(p["alarm_id"] for p in published if p["kind"] == "stale"))
+            shelve = await asyncio.create_subprocess_exec(
+                *ISLS, "alarms", "shelve", stale_id, "--minutes", "5", "--by", "eps",
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            shelved_out, shelve_err = await asyncio.wait_for(shelve.communicate(), 60)
+            assert shelve.returncode == 0, shelve_err.decode()
+            assert f"{stale_id}: shelved by eps" in shelved_out.decode()
+            shelved = next(p for p in published
+                           if p["alarm_id"] == stale_id and p["transition"] == "shelved")
+            until, at = shelved["shelved_until_ns"], shelved["time_ns"]
+            assert isinstance(until, int) and isinstance(at, int)
+            assert 299e9 <= until - at <= 301e9
             listening.cancel()
         stop.set()
         await task
