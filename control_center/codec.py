@@ -261,6 +261,10 @@ class PacketCodec:
     @staticmethod
     def _crc(octets: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]:
         """CRC-16-CCITT of every row at once, table-driven over the columns."""
+        if octets.shape[0] < 64:
+            # A column loop costs a few numpy calls per octet whatever the row count:
+            # for the simulators' handful of packets per tick, C per row is cheaper.
+            return np.array([crc16(row.tobytes()) for row in octets], dtype=np.uint16)
         crc = np.full(octets.shape[0], 0xFFFF, dtype=np.uint16)
         for k in range(octets.shape[1]):
             index = ((crc >> 8) ^ octets[:, k]) & 0xFF
