@@ -350,6 +350,7 @@ class IngestService:
                         self._accept(more)
             except TimeoutError:
                 pass
+            self.stats.queue_depth = self._queue.qsize()
             if self.archive is not None:
                 self.archive.tick()
             for batch in self.decoder.take(force=finished):

@@ -22,9 +22,9 @@ import numpy as np
 
 from control_center.alarms import AlarmChange, AlarmManager
 from control_center.codec import DecodedBatch
-from control_center.limits import OK, LimitChecker, severity
+from control_center.limits import LimitChecker, limit_value
 from control_center.storage import escape_tag
-from control_center.tmdb import Limits, Monitoring, Tmdb
+from control_center.tmdb import Monitoring, Tmdb
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +35,6 @@ class Event:
     message: str
     time_ns: int
     value: str = ""
-
-
-def _limit_for(level: int, limits: Limits) -> float | None:
-    return {1: limits.yellow_low, 2: limits.yellow_high, 3: limits.red_low,
-            4: limits.red_high}.get(level)
 
 
 class _Watched:
@@ -154,7 +149,7 @@ class Monitor:
             limits = watched.sets[int(set_index[i]) if set_index is not None else 0]
             changes += self.alarms.on_level(spacecraft, name, level, float(values[i]),
                                             int(batch.times_ns[i]),
-                                            limit=_limit_for(level, limits))
+                                            limit=limit_value(limits, level))
         return changes
 
     def _mode_events(self, key: tuple[str, str, str], column: np.ndarray,
@@ -246,6 +241,3 @@ def event_line(event: Event) -> str:
             f"subject={_string(event.subject)},message={_string(event.message)},"
             f"value={_string(event.value)} {event.time_ns}\n")
 
-
-__all__ = ["OK", "Event", "Monitor", "alarm_json", "alarm_line", "event_json", "event_line",
-           "severity"]

@@ -57,7 +57,6 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
         return b""
     tag_text = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()))
     prefix = f"{batch.packet.name},{tag_text} " if tag_text else f"{batch.packet.name} "
-    names: list[str] = []
     columns: list[list[Any]] = []
     templates: list[str] = []
     finite = np.ones(len(batch), dtype=bool)
@@ -71,14 +70,12 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
             columns.append(np.where(column, "true", "false").tolist())
         else:
             columns.append(column.astype(np.int64).tolist())
-        names.append(parameter.name)
         templates.append(_field_template(parameter.name, column, float_field))
     times = batch.times_ns.astype(np.int64).tolist()
     for derived in batch.packet.derived:
         column = np.asarray(batch.values[derived.name], dtype=np.float64)
         finite &= np.isfinite(column)
         columns.append(column.tolist())
-        names.append(derived.name)
         templates.append(f"{derived.name}=%r")
     template = prefix + ",".join(templates) + " %d\n"
     rows = list(zip(*columns, times, strict=True))

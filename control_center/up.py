@@ -83,7 +83,8 @@ class StatusDisplay:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items())) or "none"
         if writer is not None:
             lines.append(f"  influxdb   {writer.values_written:>10} values written, "
-                         f"{writer.pending_lines} lines pending, {writer.retries} retries")
+                         f"{writer.pending_lines} lines pending, {writer.retries} retries, "
+                         f"{stats.queue_depth} messages queued for decoding")
         for link in self.ingest.links:
             figures = link.snapshot()
             state = "LOCKED" if figures.get("locked") else (
