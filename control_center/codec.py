@@ -9,7 +9,7 @@ into packets for the simulators, so decode(encode(x)) == x is testable.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,13 @@ class DecodedBatch:
 
     def __len__(self) -> int:
         return int(self.times_ns.shape[0])
+
+    def take(self, rows: npt.NDArray[np.intp]) -> DecodedBatch:
+        """The same batch restricted to ``rows`` (indices, in order)."""
+        return replace(self, times_ns=self.times_ns[rows],
+                       sequence_counts=self.sequence_counts[rows],
+                       values={k: np.asarray(v)[rows] for k, v in self.values.items()},
+                       raw={k: np.asarray(v)[rows] for k, v in self.raw.items()})
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from control_center import storage
 from control_center.codec import DecodedBatch
 from control_center.config import InfluxSettings
 from control_center.servers import InfluxServer, free_port
-from control_center.storage import InfluxWriter, escape_tag, format_lines
+from control_center.storage import (
+    InfluxWriter,
+    escape_tag,
+    format_lines,
+    format_lines_reference,
+)
 from control_center.tmdb import parse_tmdb
 from tests.conftest import count_points, wait_for_async
 
@@ -53,6 +61,75 @@ def test_non_finite_floats_are_left_out_of_their_line_only() -> None:
     assert "ratio=0.5" in lines[0] and "ratio=0.25" in lines[3]
     assert "ratio" not in lines[1] and "ratio" not in lines[2]
     assert "nan" not in "".join(lines) and "inf" not in "".join(lines)
+
+
+def _parsed(text: bytes) -> list[tuple[str, dict[str, object], int]]:
+    """Lines as (measurement and tags, field values as numbers/booleans, time)."""
+    out: list[tuple[str, dict[str, object], int]] = []
+    for line in text.decode().splitlines():
+        head, fields, stamp = line.split(" ")
+        values: dict[str, object] = {}
+        for item in fields.split(","):
+            name, value = item.split("=")
+            if value in ("true", "false"):
+                values[name] = value == "true"
+            elif value.endswith("i"):
+                values[name] = int(value[:-1])
+            else:
+                values[name] = float(value)
+        out.append((head, values, int(stamp)))
+    return sorted(out, key=lambda row: row[2])
+
+
+COLUMNAR_ROWS = 400  # above storage._COLUMNAR_MIN_ROWS
+_FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
+_EDGES = [5e-324, -5e-324, 1.7976931348623157e308, 1e20, 1e16, 1e-7, -0.0, 0.1 + 0.2,
+          123456789012345678.0, 2.0**53 + 2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_FLOATS, st.integers(0, 65535), st.integers(0, 255), st.booleans(),
+                          st.sampled_from(_EDGES) | _FLOATS), min_size=1, max_size=40))
+def test_columnar_lines_hold_exactly_the_reference_values(
+        rows: list[tuple[float, int, int, bool, float]]) -> None:
+    """Polars' float text parses back to the same float64 as Python's repr, row by row,
+    with non-finite fields left out exactly as the reference does."""
+    assert COLUMNAR_ROWS > storage._COLUMNAR_MIN_ROWS
+    rows = (rows * (COLUMNAR_ROWS // len(rows) + 1))[:COLUMNAR_ROWS]  # the columnar path
+    n = len(rows)
+    batch = replace(_batch(n), values={
+        "voltage": np.array([r[0] for r in rows]), "counter": np.array([r[1] for r in rows]),
+        "mode": np.array([r[2] for r in rows]), "heater": np.array([r[3] for r in rows]),
+        "ratio": np.array([r[4] for r in rows])})
+    tags = {"spacecraft": "probe", "source": "live"}
+    fast = _parsed(format_lines(batch, tags))
+    assert fast == _parsed(format_lines_reference(batch, tags))
+    for (_, values, _), row in zip(fast, rows, strict=True):
+        if np.isfinite(row[4]):
+            stored = values["ratio"]
+            assert isinstance(stored, float)
+            assert np.float64(stored).tobytes() == np.float64(row[4]).tobytes()
+
+
+def test_extreme_floats_are_stored_exactly(influxd: InfluxServer, database: str) -> None:
+    """InfluxDB parses every float text the formatter writes (exponents, subnormals,
+    negative zero) back to the same value."""
+    edges = np.resize(np.array(_EDGES), COLUMNAR_ROWS)  # the columnar path
+    n = len(edges)
+    batch = replace(_batch(n), values={**_batch(n).values, "ratio": edges, "voltage": -edges})
+    settings = InfluxSettings(url=influxd.url, database=database, flush_interval=0.05)
+
+    async def scenario() -> dict[str, object]:
+        async with InfluxWriter(settings) as writer:
+            await writer.ensure_database()
+            await writer.write(format_lines(batch, {"spacecraft": "probe"}), n, 5 * n)
+        async with InfluxWriter(settings) as reader:
+            return await reader.query("SELECT voltage, ratio FROM probe_hk")
+
+    body = asyncio.run(scenario())
+    rows = body["results"][0]["series"][0]["values"]  # type: ignore[index]
+    assert [row[2] for row in rows] == edges.tolist()
+    assert [row[1] for row in rows] == (-edges).tolist()
 
 
 def test_tag_escaping() -> None:
