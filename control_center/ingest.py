@@ -38,7 +38,7 @@ from control_center.codec import DecodedBatch, PacketCodec
 from control_center.config import Config, LinkSettings
 from control_center.monitoring import Event, Monitor, alarm_json, alarm_line, event_json, event_line
 from control_center.packets import split_packets
-from control_center.storage import InfluxWriter, escape_tag, format_lines
+from control_center.storage import InfluxWriter, WriterStats, escape_tag, format_lines
 from control_center.tmdb import Tmdb
 from drivers.mqtt import (
     ALARM_COMMAND_TOPIC,
@@ -249,6 +249,8 @@ class IngestService:
                 if self.links else None
             monitor_task = asyncio.create_task(self._monitor_loop(writer, links_stop)) \
                 if self.monitor is not None else None
+            health_stop = asyncio.Event()
+            health = asyncio.create_task(self._health_loop(writer, health_stop))
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({stopper, reader, decoder}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
@@ -271,6 +273,8 @@ class IngestService:
                 await asyncio.wait_for(reader, 5)
             await self._queue.put(None)
             await decoder
+            health_stop.set()
+            await health
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(publisher, 5)
         if self.archive is not None:
@@ -485,6 +489,19 @@ class IngestService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._link_interval)
 
+    async def _health_loop(self, writer: InfluxWriter, stop: asyncio.Event) -> None:
+        """Once a second, and once more after the drain: an ``ingest`` point about this
+        ingest itself (what it took, stored, dropped and holds), so its load and its
+        losses are visible in Grafana next to the telemetry it serves."""
+        while True:
+            done = stop.is_set()
+            await writer.write(health_line(self.identifier, self.stats, self.decoder.waiting,
+                                           writer.stats, time.time_ns()).encode(), 1, 0)
+            if done:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._link_interval)
+
     async def _publish_session(self, stop_reading: asyncio.Event) -> None:
         async with make_client(self.config.mqtt, f"{self.identifier}-publisher") as client:
             while True:
@@ -532,6 +549,34 @@ def link_line(figures: dict[str, object], now_ns: int) -> str:
         fields.append(f"last_frame_age={max(0.0, (now_ns - last) / 1e9)!r}")
     return (f"link,link={escape_tag(str(figures['link']))},"
             f"spacecraft={escape_tag(str(figures['spacecraft']))} {','.join(fields)} {now_ns}\n")
+
+
+def _resident_mb() -> float:
+    """Peak resident memory of this process (VmHWM), in MiB; 0 where /proc is absent."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def health_line(identifier: str, stats: IngestStats, waiting: int, writer: WriterStats,
+                now_ns: int) -> str:
+    """One ``ingest`` point: tag ``ingest``, counters since start and current depths."""
+    fields = {
+        "messages": stats.messages, "packets": sum(stats.packets.values()),
+        "values": sum(stats.values.values()), "errors": sum(stats.errors.values()),
+        "queue_depth": stats.queue_depth, "waiting_packets": waiting,
+        "pending_lines": writer.pending_lines, "lines_written": writer.lines_written,
+        "values_written": writer.values_written, "write_retries": writer.retries,
+        "rejected_lines": writer.rejected_lines,
+    }
+    text = ",".join(f"{name}={value}i" for name, value in fields.items())
+    return (f"ingest,ingest={escape_tag(identifier)} {text},"
+            f"peak_memory_mb={_resident_mb()!r} {now_ns}\n")
 
 
 async def wait_subscribed(service: IngestService, timeout: float = 15.0) -> None:

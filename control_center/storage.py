@@ -156,7 +156,11 @@ class WriterStats:
 
 
 class InfluxWriter:
-    """Batches line protocol by size and time and posts it to ``/write``.
+    """Batches line protocol and posts it to ``/write``, up to ``concurrency`` at once.
+
+    A write is posted at once while the database is idle; while posts are in flight the
+    lines that arrive gather into the next batch (up to ``batch_lines``), so batches
+    grow with the load and latency stays low when it is light.
 
     ``write()`` waits when ``max_pending_lines`` are already queued, so a slow database
     slows the pipeline down (backpressure) instead of growing memory without bound.
@@ -268,7 +272,10 @@ class InfluxWriter:
             self._chunks.append((lines, line_count, value_count))
             self._chunk_lines += line_count
             self.stats.pending_lines += line_count
-        if self._chunk_lines >= self.settings.batch_lines:
+        # Post at once when the database is idle (low latency at low rates); while
+        # posts are in flight, lines gather into bigger batches (throughput at high
+        # rates). flush_interval only bounds the wait.
+        if self._chunk_lines >= self.settings.batch_lines or not self._inflight:
             self._wake.set()
 
     async def _flush_loop(self) -> None:
@@ -334,6 +341,8 @@ class InfluxWriter:
                 delay = min(delay * 2, self.settings.max_retry_delay)
         finally:
             self._slots.release()
+            if self._chunks:
+                self._wake.set()
             async with self._space:
                 self.stats.pending_lines -= lines
                 self._space.notify_all()

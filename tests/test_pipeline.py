@@ -52,6 +52,15 @@ def test_simulators_to_influxdb_every_packet_type_stored(
             stored = count_points(influxd, database, packet.name,
                                   f"WHERE spacecraft='{tmdb.spacecraft}' AND source='live'")
             assert stored == published, (packet.name, stored, published)
+    # The ingest's own health point, written once more after the drain, holds its totals.
+    health = influxd.query('SELECT LAST("packets"), LAST("lines_written"), LAST("errors"), '
+                           'LAST("pending_lines") FROM "ingest" GROUP BY "ingest"', database)
+    series = health["results"][0]["series"]  # type: ignore[index]
+    assert [s["tags"]["ingest"] for s in series] == [ingest.identifier]
+    packets, lines, errors, pending = series[0]["values"][0][1:]
+    assert packets == sum(ingest.stats.packets.values()) == sum(
+        sum(s.stats.packets.values()) for s in simulators)
+    assert lines + pending >= packets and errors == 0  # stored, or queued at that moment
     for measurement, fields in PHYSICAL_RANGES.items():
         selection = ", ".join(f'MIN("{f}"), MAX("{f}")' for f in fields)
         result = influxd.query(f'SELECT {selection} FROM "{measurement}"', database)
