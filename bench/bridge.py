@@ -7,8 +7,8 @@ as a child process against the benchmark's Mosquitto and influxd on 127.0.0.1.
 
 What its source (``mqtt2influxdb/mqtt2influxdb.py``) does, and so what it can be fair at:
 
-* it subscribes with QoS 0 (``client.subscribe(topic)``, paho's default), so a broker
-  under load may drop what it delivers to it;
+* it subscribes with QoS 0 (``client.subscribe(topic)``, paho's default) on a clean
+  session: whatever the broker holds for it when it reconnects is lost;
 * it writes ONE HTTP ``POST /write`` per MQTT message (``write_points([record])``),
   synchronously in paho's network thread: no batching, no option for it;
 * the point time is ``datetime.utcnow()`` at receipt, cut to whole seconds; nothing in
@@ -17,6 +17,11 @@ What its source (``mqtt2influxdb/mqtt2influxdb.py``) does, and so what it can be
   tag (``time_tag``): every message becomes its own series (one point each), and the
   true time is kept, as text, in that tag. Fine for a benchmark, ruinous for series
   cardinality in real use;
+* its MQTT keepalive is hard-coded to 10 s and it sends nothing else (QoS 0: no PUBACK):
+  a PINGRESP queued behind more than ~10 s of its work arrives too late, paho drops the
+  connection, and the clean session loses the broker's backlog. Measured here (2 cores,
+  influxd alongside): ~250-380 points/s; a burst of 5,000 lost 10-20 %, while publishing
+  at 200-280 msg/s stored all. Pace the publisher below its rate to compare stored data;
 * an HTTP error from InfluxDB raises out of paho's loop and the process exits (``-d``
   only waits 30 s before exiting), so callers should check the process is still alive.
 """
@@ -32,11 +37,11 @@ from pathlib import Path
 
 import yaml
 
-# paho-mqtt 2.0 made ``Client()`` without a callback API version an error and later 2.x
-# releases only deprecate it; the tool (``Client()``, v1 callback signatures) was written
-# for paho 1.x, which its requirement ``paho-mqtt>=1.0`` no longer selects. The other
-# requirements (influxdb 5.3.2, jsonpath-ng, schema, pycron, ...) install and run on
-# Python 3.11 unpinned.
+# The tool calls ``paho.mqtt.client.Client()`` with v1 callbacks, written for paho 1.x,
+# but requires only ``paho-mqtt>=1.0``: paho 2.0.0 made the callback API version a
+# required argument (TypeError at start), 2.1+ default to the deprecated v1 API (works
+# with 2.2.0, for now). Pinned to the 1.x it was built for. The other requirements
+# (influxdb 5.3.2, jsonpath-ng, schema, pycron, ...) run on Python 3.11 unpinned.
 REQUIREMENTS = ("mqtt2influxdb==1.5.2", "paho-mqtt>=1.6,<2")
 STAMP = ".isls-bench-installed"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -61,9 +66,10 @@ def ensure_bridge(venv: Path) -> Path:
 
 
 def write_bridge_config(path: Path, *, mqtt_port: int, influx_port: int, database: str,
-                        topic: str, measurement: str, fields: list[str],
+                        routes: dict[str, str], fields: list[str],
                         tags: dict[str, str], time_tag: str | None = "msg_time") -> Path:
-    """Write the bridge's YAML: each JSON message on ``topic`` → one point in ``measurement``.
+    """Write the bridge's YAML: each JSON message on a topic of ``routes`` → one point in
+    the measurement it maps to (a measurement per benchmark step keeps counts apart).
 
     Field ``name`` is the message's ``$.payload.name``; ``tags`` are constants. The tool
     stamps receipt time (whole seconds), so ``time_tag`` (unless None) names a tag that
@@ -80,18 +86,21 @@ def write_bridge_config(path: Path, *, mqtt_port: int, influx_port: int, databas
     point_tags: dict[str, str] = dict(tags)
     if time_tag:
         point_tags[time_tag] = "$.payload.time"
-    point: dict[str, object] = {
-        "measurement": measurement,
-        "topic": topic,
-        "fields": {name: f"$.payload.{name}" for name in fields},
-    }
-    if point_tags:
-        point["tags"] = point_tags
+    points: list[dict[str, object]] = []
+    for topic, measurement in routes.items():
+        point: dict[str, object] = {
+            "measurement": measurement,
+            "topic": topic,
+            "fields": {name: f"$.payload.{name}" for name in fields},
+        }
+        if point_tags:
+            point["tags"] = point_tags
+        points.append(point)
     config = {
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
         # It also runs CREATE DATABASE for this name at start.
         "influxdb": {"host": "127.0.0.1", "port": influx_port, "database": database},
-        "points": [point],
+        "points": points,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))

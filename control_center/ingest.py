@@ -31,6 +31,7 @@ from typing import Any
 
 import aiomqtt
 import numpy as np
+import orjson
 
 from control_center.alarms import AlarmChange
 from control_center.archive import KIND_LINK_OCTETS, ArchiveWriter
@@ -177,18 +178,24 @@ class Decoder:
 
 
 def param_message(batch: DecodedBatch) -> bytes:
-    """JSON for ``isls/<spacecraft>/tm/param``: the batch's engineering values by column."""
-    values: dict[str, list[object]] = {}
+    """JSON for ``isls/<spacecraft>/tm/param``: the batch's engineering values by column.
+
+    orjson writes numpy arrays in C (non-finite floats as ``null``): the stdlib encoder
+    walking Python lists took 60 % of the ingest's time at 400,000 values/s (README,
+    "Performance"). Float32 columns go out as float64, the values InfluxDB stores.
+    """
+    values: dict[str, np.ndarray[Any, Any]] = {}
     for name, column in batch.values.items():
         array = np.asarray(column)
         if array.dtype.kind == "f":
-            values[name] = [v if np.isfinite(v) else None for v in array.tolist()]
-        else:
-            values[name] = array.tolist()
-    return json.dumps({
+            array = array.astype(np.float64, copy=False)
+        elif array.dtype.kind in "iu":
+            array = array.astype(np.int64, copy=False)
+        values[name] = np.ascontiguousarray(array)
+    return orjson.dumps({
         "spacecraft": batch.spacecraft, "packet": batch.packet.name,
-        "time_ns": batch.times_ns.tolist(), "values": values,
-    }, separators=(",", ":")).encode()
+        "time_ns": np.ascontiguousarray(batch.times_ns, dtype=np.int64), "values": values,
+    }, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class IngestService:

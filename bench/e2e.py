@@ -1,0 +1,601 @@
+"""End-to-end benchmark: the highest telemetry rate the ingest sustains with zero loss.
+
+    python bench/e2e.py [--seconds 60] [--rates 100000,250000,...] [--no-bridge]
+                        [--json bench/results/e2e.json]
+
+It starts a Mosquitto and an influxd of its own on free loopback ports and one
+``isls ingest`` process (the shipped configuration: archive, limit monitoring and
+alarms on), then publishes ``lander_nav`` packets (44 octets, 17 parameters, CUC time,
+CRC) to ``isls/lander/tm/raw`` at stepped rates of parameter values per second, in
+messages of ``--message-ms`` of packets at QoS 1, as a simulator or a frame-receiving
+link does. Each step runs ``--seconds`` and passes when
+
+* zero loss: the points counted in InfluxDB equal the packets published, and
+* it kept up: the last packet was queryable within ``--max-lag`` seconds after it was
+  published (a backlog that only grows is not a sustained rate).
+
+It steps up until a step fails and reports each step's values/s, the latency from
+publish to queryable in InfluxDB (p50/p99/max over every ``--probe-every``-th message,
+each polled with an InfluxQL count of its own packets), and the ingest's peak memory.
+
+References in the same run, on the same broker and database:
+
+* InfluxDB's ceiling: the same lines, formatted beforehand, posted straight to
+  ``/write`` in 5,000-line batches by 2 and by 4 concurrent writers;
+* the bridge a team would otherwise use: ``mqtt2influxdb`` 1.5.2 (its last release for
+  InfluxDB 1.x, in a virtualenv of its own under ``.venv-bench/``), fed the same values
+  as JSON, one message per packet, stepped the same way.
+
+Onboard times are synthetic (a packet every 2^-13 s from a base per step), so every
+packet is its own InfluxDB point whatever the publish rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiomqtt
+import numpy as np
+import numpy.typing as npt
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make the bench package importable
+
+from bench import bridge  # noqa: E402
+from control_center.codec import PacketCodec  # noqa: E402
+from control_center.packets import split_packets  # noqa: E402
+from control_center.servers import InfluxServer, MosquittoServer, free_port  # noqa: E402
+from control_center.storage import format_lines  # noqa: E402
+from control_center.tmdb import PacketDef, load_tmdbs  # noqa: E402
+from drivers.mqtt import raw_properties, raw_topic  # noqa: E402
+
+PACKET = "lander_nav"
+DATABASE = "bench"
+TICKS_PER_PACKET = 8  # CUC fine ticks (2^-16 s): a packet every 2^-13 s of onboard time
+DEFAULT_RATES = (100_000, 250_000, 500_000, 750_000, 1_000_000, 1_250_000, 1_500_000,
+                 2_000_000, 2_500_000)
+BRIDGE_RATES = (1_700, 2_550, 3_400, 4_250, 5_100, 6_800)  # values/s: 100-400 msg/s
+STEP_BASE_COARSE = 1_700_000_000  # CUC seconds; each step gets its own day
+DEFAULT_JSON = ROOT / "bench" / "results" / "e2e.json"
+
+
+# --------------------------------------------------------------------------- packets
+
+def lander_nav() -> tuple[PacketDef, PacketCodec]:
+    tmdb = load_tmdbs([ROOT / "config" / "tmdb" / "lander.yaml"])[0]
+    packet = tmdb.packet(PACKET)
+    return packet, PacketCodec(tmdb.spacecraft, packet)
+
+
+def nominal_values(packet: PacketDef, n: int, rng: np.random.Generator
+                   ) -> dict[str, npt.NDArray[Any]]:
+    """Engineering values of a steady descent: noisy, inside every limit, phase fixed
+    (a phase change is an event; the benchmark measures telemetry, not events)."""
+    values: dict[str, npt.NDArray[Any]] = {
+        "descent_phase": np.full(n, 3),
+        "altitude": rng.uniform(100.0, 15_000.0, n),
+        "vertical_velocity": rng.normal(-20.0, 5.0, n),
+        "horizontal_velocity": rng.uniform(0.0, 1_700.0, n),
+        "throttle": rng.uniform(10.0, 95.0, n),
+        "gnc_spare": np.zeros(n, dtype=np.int64),
+    }
+    for name in ("attitude_q0", "attitude_q1", "attitude_q2", "attitude_q3"):
+        values[name] = rng.uniform(-0.9, 0.9, n)
+    for name in ("imu_rate_x", "imu_rate_y", "imu_rate_z"):
+        values[name] = np.clip(rng.normal(0.0, 3.0, n), -12.0, 12.0)
+    for name in ("main_engine_on", "radar_lock", "legs_deployed", "touchdown_sensed"):
+        values[name] = rng.random(n) < 0.5
+    missing = {p.name for p in packet.parameters} - set(values)
+    assert not missing, f"benchmark values missing for {sorted(missing)}"
+    return values
+
+
+@dataclass
+class Step:
+    """One rate step's packets: ``messages[i]`` holds packets [bounds[i], bounds[i+1])."""
+
+    values_per_second: float
+    packets: int
+    messages: list[bytes]
+    bounds: list[int]
+    times_ns: npt.NDArray[np.int64]  # UTC time of every packet, as the ingest stores it
+
+
+def build_step(packet: PacketDef, codec: PacketCodec, index: int, values_per_second: float,
+               seconds: float, message_ms: float, seed: int) -> Step:
+    per_second = values_per_second / len(packet.parameters)
+    n = int(per_second * seconds)
+    per_message = max(1, round(per_second * message_ms / 1000))
+    rng = np.random.default_rng(seed + index)
+    ticks = np.arange(n, dtype=np.int64) * TICKS_PER_PACKET
+    coarse = STEP_BASE_COARSE + index * 86_400 + ticks // 65_536
+    octets = codec.encode(nominal_values(packet, n, rng), coarse=coarse,
+                          fine=ticks % 65_536, sequence_counts=np.arange(n) % 16_384)
+    length = packet.length
+    bounds = [*range(0, n, per_message), n]
+    messages = [octets[a * length:b * length] for a, b in itertools.pairwise(bounds)]
+    # The stored time of each packet, from the ingest's own decoder.
+    split = split_packets(octets, check_crc=frozenset(), lengths={packet.apid: length})
+    times = codec.decode_packets(split.by_apid[packet.apid],
+                                 np.zeros(n, dtype=np.int64)).times_ns
+    return Step(values_per_second, n, messages, bounds, times.astype(np.int64))
+
+
+# --------------------------------------------------------------------------- InfluxDB
+
+class Influx:
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.session = session
+        self.url = url
+
+    async def query(self, influxql: str) -> dict[str, Any]:
+        async with self.session.post(f"{self.url}/query", params={
+                "db": DATABASE, "q": influxql, "epoch": "ns"}) as response:
+            body: dict[str, Any] = await response.json(content_type=None)
+            return body
+
+    async def count(self, measurement: str, first_ns: int, last_ns: int,
+                    where: str = "") -> int:
+        """Points of ``measurement`` in [first_ns, last_ns] (matching ``where``)."""
+        condition = f"time >= {first_ns} AND time <= {last_ns}" + (f" AND {where}" if where
+                                                                    else "")
+        body = await self.query(f'SELECT count("throttle") FROM "{measurement}" '
+                                f"WHERE {condition}")
+        series = body["results"][0].get("series")
+        return int(series[0]["values"][0][1]) if series else 0
+
+    async def write(self, body: bytes) -> None:
+        async with self.session.post(f"{self.url}/write", params={
+                "db": DATABASE, "precision": "ns"}, data=body) as response:
+            if response.status != 204:
+                raise RuntimeError(f"InfluxDB write: {response.status} "
+                                   f"{(await response.text())[:200]}")
+
+
+async def wait_count(influx: Influx, measurement: str, first_ns: int, last_ns: int,
+                     expected: int, deadline: float, where: str = "",
+                     poll: float = 0.005) -> tuple[int, float | None]:
+    """Poll until ``expected`` points are queryable; (count, when) or (count, None)."""
+    count = 0
+    while time.perf_counter() < deadline:
+        count = await influx.count(measurement, first_ns, last_ns, where)
+        if count >= expected:
+            return count, time.perf_counter()
+        await asyncio.sleep(poll)
+    return count, None
+
+
+# --------------------------------------------------------------------------- the run
+
+@dataclass
+class StepResult:
+    values_per_second: float
+    packets_per_second: float
+    packets: int
+    stored: int
+    lost: int
+    behind_seconds: float  # how late the publisher finished against its schedule
+    lag_seconds: float | None  # last publish to everything queryable
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    probes: int
+    peak_memory_mb: float
+    sustained: bool
+    values_per_second_achieved: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def peak_memory_mb(pid: int) -> float:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def paced_publish(count: int, interval: float,
+                        send: Callable[[int], Awaitable[None]],
+                        on_sent: Callable[[int, float], None]) -> float:
+    """Send ``count`` items on a fixed schedule; returns how late the last one went."""
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing the load, not synchronising a test
+        sent = time.perf_counter()
+        await send(i)
+        on_sent(i, sent)
+    return max(0.0, time.perf_counter() - (start + count * interval))
+
+
+async def run_step(client: aiomqtt.Client, influx: Influx, step: Step, args: argparse.Namespace,
+                   ingest_pid: int) -> StepResult:
+    topic = raw_topic("lander")
+    interval = args.message_ms / 1000
+    latencies: list[float] = []
+    probes: set[asyncio.Task[None]] = set()
+    times = step.times_ns
+    started = time.perf_counter()
+    published_at = [0.0] * len(step.messages)
+
+    async def probe(i: int, sent: float) -> None:
+        first, last = int(times[step.bounds[i]]), int(times[step.bounds[i + 1] - 1])
+        expected = step.bounds[i + 1] - step.bounds[i]
+        _, seen = await wait_count(influx, PACKET, first, last, expected, sent + 60.0)
+        if seen is not None:
+            latencies.append(seen - sent)
+
+    async def send(i: int) -> None:
+        ert = time.time_ns()
+        await client.publish(topic, step.messages[i], qos=1,
+                             properties=raw_properties(ert, "bench"))
+
+    def on_sent(i: int, sent: float) -> None:
+        published_at[i] = sent
+        if i % args.probe_every == 0:
+            task = asyncio.create_task(probe(i, sent))
+            probes.add(task)
+            task.add_done_callback(probes.discard)
+
+    behind = await paced_publish(len(step.messages), interval, send, on_sent)
+    finished = time.perf_counter()
+    stored, seen = await wait_count(influx, PACKET, int(times[0]), int(times[-1]), step.packets,
+                                    finished + args.drain_timeout, poll=0.02)
+    lag = None if seen is None else seen - finished
+    if probes:
+        await asyncio.wait(probes, timeout=max(1.0, finished + 60 - time.perf_counter()))
+    elapsed = (seen or time.perf_counter()) - started
+    notes: list[str] = []
+    if stored != step.packets:
+        notes.append(f"{step.packets - stored} packets not in InfluxDB after "
+                     f"{args.drain_timeout:.0f} s")
+    if behind > 1.0:
+        notes.append(f"the publisher ran {behind:.1f} s behind its schedule")
+    if lag is not None and lag > args.max_lag:
+        notes.append(f"everything stored only {lag:.1f} s after the last publish")
+    sustained = stored == step.packets and lag is not None and lag <= args.max_lag \
+        and behind <= 1.0
+    lat = np.array(latencies) * 1000
+    return StepResult(
+        values_per_second=step.values_per_second,
+        packets_per_second=step.packets / args.seconds, packets=step.packets, stored=stored,
+        lost=step.packets - stored, behind_seconds=behind, lag_seconds=lag,
+        latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else None,
+        latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else None,
+        latency_max_ms=float(lat.max()) if lat.size else None, probes=int(lat.size),
+        peak_memory_mb=peak_memory_mb(ingest_pid), sustained=sustained,
+        values_per_second_achieved=stored * step.values_per_second * args.seconds
+        / max(step.packets, 1) / elapsed, notes=notes)
+
+
+def start_ingest(work: Path, broker: MosquittoServer, influxd: InfluxServer
+                 ) -> tuple[subprocess.Popen[bytes], Path]:
+    log = work / "ingest.log"
+    env = {**os.environ, "ISLS_MQTT_URL": broker.url, "ISLS_INFLUX_URL": influxd.url,
+           "ISLS_INFLUX_DB": DATABASE, "ISLS_STATE_DIR": str(work / "state")}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "control_center.cli", "--config",
+             str(ROOT / "config" / "isls.toml"), "ingest"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return process, log
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def ours(args: argparse.Namespace, broker: MosquittoServer, influxd: InfluxServer,
+               work: Path) -> tuple[list[StepResult], list[str]]:
+    packet, codec = lander_nav()
+    ingest, log = start_ingest(work, broker, influxd)
+    results: list[StepResult] = []
+    try:
+        async with aiohttp.ClientSession() as session, aiomqtt.Client(
+                "127.0.0.1", broker.port, identifier="bench-load",
+                protocol=aiomqtt.ProtocolVersion.V5) as client:
+            influx = Influx(session, influxd.url)
+            # Warm-up (also: the ingest is subscribed once this is stored).
+            warm = build_step(packet, codec, 0, 50_000, 2.0, args.message_ms, args.seed)
+            deadline = time.perf_counter() + 60
+            while True:
+                if ingest.poll() is not None:
+                    raise RuntimeError(f"the ingest exited:\n{log.read_text()[-2000:]}")
+                await client.publish(raw_topic("lander"), warm.messages[0], qos=1,
+                                     properties=raw_properties(time.time_ns(), "bench"))
+                count, _ = await wait_count(influx, PACKET, int(warm.times_ns[0]),
+                                            int(warm.times_ns[-1]), 1,
+                                            time.perf_counter() + 1.0)
+                if count or time.perf_counter() > deadline:
+                    break
+            for message in warm.messages[1:]:
+                await client.publish(raw_topic("lander"), message, qos=1,
+                                     properties=raw_properties(time.time_ns(), "bench"))
+            await wait_count(influx, PACKET, int(warm.times_ns[0]), int(warm.times_ns[-1]),
+                             warm.packets, time.perf_counter() + 60)
+            profiler = None
+            if args.profile is not None:
+                # Sampling profiler on the ingest process, from here to the last step.
+                profiler = subprocess.Popen(  # noqa: ASYNC220 (started once, not awaited)
+                    ["py-spy", "record", "--pid", str(ingest.pid), "--rate", "200",
+                     "--format", "raw", "--output", str(args.profile)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for index, rate in enumerate(args.rates, start=1):
+                step = build_step(packet, codec, index, rate, args.seconds, args.message_ms,
+                                  args.seed)
+                result = await run_step(client, influx, step, args, ingest.pid)
+                results.append(result)
+                print(row(result), flush=True)
+                if not result.sustained:
+                    break
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(30)
+    finally:
+        stop_process(ingest)
+    errors = [line for line in log.read_text().splitlines()
+              if "ERROR" in line or "Traceback" in line]
+    return results, errors
+
+
+# --------------------------------------------------------------------------- ceiling
+
+async def ceiling(influxd: InfluxServer, lines_total: int, writers: int, index: int
+                  ) -> dict[str, float]:
+    """InfluxDB alone: pre-formatted lander_nav lines, 5,000 a POST, ``writers`` at once."""
+    packet, codec = lander_nav()
+    step = build_step(packet, codec, 100 + index, lines_total * len(packet.parameters), 1.0,
+                      1000.0, 99)
+    octets = b"".join(step.messages)
+    split = split_packets(octets, check_crc=frozenset(), lengths={packet.apid: packet.length})
+    batch = codec.decode_packets(split.by_apid[packet.apid], np.zeros(step.packets, np.int64))
+    text = format_lines(batch, {"spacecraft": "lander", "source": "ceiling"})
+    lines = text.splitlines(keepends=True)
+    bodies = [b"".join(lines[i:i + 5000]) for i in range(0, len(lines), 5000)]
+    async with aiohttp.ClientSession() as session:
+        influx = Influx(session, influxd.url)
+        queue = list(reversed(bodies))
+
+        async def writer() -> None:
+            while queue:
+                await influx.write(queue.pop())
+
+        started = time.perf_counter()
+        await asyncio.gather(*(writer() for _ in range(writers)))
+        seconds = time.perf_counter() - started
+        stored = await influx.count(PACKET, int(step.times_ns[0]), int(step.times_ns[-1]))
+    assert stored == step.packets, (stored, step.packets)
+    return {"writers": writers, "lines": step.packets, "seconds": seconds,
+            "lines_per_second": step.packets / seconds,
+            "values_per_second": step.packets * len(packet.parameters) / seconds}
+
+
+# --------------------------------------------------------------------------- bridge
+
+async def bridge_steps(args: argparse.Namespace, broker: MosquittoServer,
+                       influxd: InfluxServer, work: Path) -> list[StepResult]:
+    packet, codec = lander_nav()
+    names = [p.name for p in packet.parameters]
+    executable = bridge.ensure_bridge(ROOT / ".venv-bench" / "mqtt2influxdb")
+    steps = list(enumerate(args.bridge_rates, start=50))
+    # A topic and a measurement per step: the bridge stamps receipt time (whole seconds),
+    # so a step's points are counted by measurement, not by time range.
+    routes = {f"bench/json/{i}": f"bridge_step_{i}" for i, _ in steps}
+    config = bridge.write_bridge_config(
+        work / "bridge.yml", mqtt_port=broker.port, influx_port=influxd.port,
+        database=DATABASE, routes=routes, fields=names, tags={"spacecraft": "lander"})
+    process = bridge.start_bridge(executable, config, work / "bridge.log")
+    results: list[StepResult] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            influx = Influx(session, influxd.url)
+            for index, rate in steps:
+                step = build_step(packet, codec, index, rate, args.seconds, 1.0, args.seed)
+                result = await bridge_step(influx, broker, step, codec, names, index, args,
+                                           process.pid)
+                results.append(result)
+                print(row(result), flush=True)
+                if not result.sustained or process.poll() is not None:
+                    break
+    finally:
+        bridge.stop_bridge(process)
+    return results
+
+
+def json_messages(step: Step, codec: PacketCodec, names: list[str]) -> list[bytes]:
+    """The step's packets decoded to engineering values, one JSON object per packet."""
+    octets = b"".join(step.messages)
+    packet = codec.packet
+    split = split_packets(octets, check_crc=frozenset(), lengths={packet.apid: packet.length})
+    batch = codec.decode_packets(split.by_apid[packet.apid], np.zeros(step.packets, np.int64))
+    columns = [np.asarray(batch.values[n]).tolist() for n in names]
+    times = batch.times_ns.tolist()
+    return [json.dumps({"time": t, **dict(zip(names, row, strict=True))},
+                       separators=(",", ":")).encode()
+            for t, *row in zip(times, *columns, strict=True)]
+
+
+async def bridge_step(influx: Influx, broker: MosquittoServer, step: Step, codec: PacketCodec,
+                      names: list[str], index: int, args: argparse.Namespace,
+                      pid: int) -> StepResult:
+    messages = json_messages(step, codec, names)
+    measurement = f"bridge_step_{index}"
+    # mosquitto_pub -l: one message per stdin line, at C speed (aiomqtt publishing one
+    # message at a time tops out near 3,000 QoS 1 messages/s here).
+    publisher = await asyncio.create_subprocess_exec(
+        "mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t",
+        f"bench/json/{index}", "-q", "1", "-l", "-i", f"bench-json-{index}",
+        stdin=asyncio.subprocess.PIPE)
+    assert publisher.stdin is not None
+    stdin = publisher.stdin
+    interval = 1.0 / (len(messages) / args.seconds)
+    latencies: list[float] = []
+    probes: set[asyncio.Task[None]] = set()
+    times = step.times_ns.tolist()
+    everything = (0, 2**62)
+
+    async def send(i: int) -> None:
+        stdin.write(messages[i] + b"\n")
+        await stdin.drain()
+
+    async def probe(i: int, sent: float) -> None:
+        _, seen = await wait_count(influx, measurement, *everything, 1, sent + 60.0,
+                                   where=f"msg_time = '{times[i]}'", poll=0.01)
+        if seen is not None:
+            latencies.append(seen - sent)
+
+    def on_sent(i: int, sent: float) -> None:
+        if i % args.probe_every == 0:
+            task = asyncio.create_task(probe(i, sent))
+            probes.add(task)
+            task.add_done_callback(probes.discard)
+
+    started = time.perf_counter()
+    behind = await paced_publish(len(messages), interval, send, on_sent)
+    stdin.close()
+    await publisher.wait()
+    finished = time.perf_counter()
+    stored, seen = await wait_count(influx, measurement, *everything, step.packets,
+                                    finished + args.drain_timeout, poll=0.05)
+    lag = None if seen is None else seen - finished
+    if probes:
+        await asyncio.wait(probes, timeout=max(1.0, finished + 60 - time.perf_counter()))
+    elapsed = (seen or time.perf_counter()) - started
+    sustained = stored == step.packets and lag is not None and lag <= args.max_lag \
+        and behind <= 1.0
+    notes: list[str] = []
+    if stored != step.packets:
+        notes.append(f"{step.packets - stored} packets not in InfluxDB after "
+                     f"{args.drain_timeout:.0f} s")
+    if lag is not None and lag > args.max_lag:
+        notes.append(f"everything stored only {lag:.1f} s after the last publish")
+    lat = np.array(latencies) * 1000
+    return StepResult(
+        values_per_second=step.values_per_second, packets_per_second=step.packets / args.seconds,
+        packets=step.packets, stored=stored, lost=step.packets - stored, behind_seconds=behind,
+        lag_seconds=lag,
+        latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else None,
+        latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else None,
+        latency_max_ms=float(lat.max()) if lat.size else None, probes=int(lat.size),
+        peak_memory_mb=peak_memory_mb(pid), sustained=sustained,
+        values_per_second_achieved=stored * len(names) / elapsed, notes=notes)
+
+
+# --------------------------------------------------------------------------- report
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def row(result: StepResult) -> str:
+    lag = "-" if result.lag_seconds is None else f"{result.lag_seconds:.2f}"
+    verdict = "ok" if result.sustained else "FAIL: " + "; ".join(result.notes)
+    return (f"  {result.values_per_second:>11,.0f} {result.packets_per_second:>9,.0f} "
+            f"{result.lost:>7,} {lag:>6} {_ms(result.latency_p50_ms):>6} "
+            f"{_ms(result.latency_p99_ms):>6} {_ms(result.latency_max_ms):>7} "
+            f"{result.peak_memory_mb:>8.0f}  {verdict}")
+
+
+HEADER = (f"  {'values/s':>11} {'packets/s':>9} {'lost':>7} {'lag s':>6} {'p50 ms':>6} "
+          f"{'p99 ms':>6} {'max ms':>7} {'peak MiB':>8}  sustained")
+
+
+def best(results: list[StepResult]) -> float:
+    return max((r.values_per_second for r in results if r.sustained), default=0.0)
+
+
+async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    figures: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                                          f"Python {platform.python_version()}",
+                               "seconds_per_step": args.seconds,
+                               "message_ms": args.message_ms}
+    with MosquittoServer(work / "mosquitto", free_port()) as broker, \
+            InfluxServer(work / "influx", free_port()) as influxd:
+        async with aiohttp.ClientSession() as session:
+            await Influx(session, influxd.url).query(f'CREATE DATABASE "{DATABASE}"')
+        print(f"isls ingest, {args.seconds:.0f} s a step, {args.message_ms:.0f} ms of "
+              f"packets a message (QoS 1):")
+        print(HEADER)
+        results, errors = await ours(args, broker, influxd, work)
+        figures["ingest"] = [asdict(r) for r in results]
+        figures["ingest_errors_logged"] = errors[:20]
+        figures["ingest_best_values_per_second"] = best(results)
+        print("InfluxDB ceiling (the same lines posted directly, 5,000 a POST):")
+        figures["ceiling"] = []
+        for index, writers in enumerate((2, 4)):
+            result = await ceiling(influxd, args.ceiling_lines, writers, index)
+            figures["ceiling"].append(result)
+            print(f"  {writers} writers: {result['lines_per_second']:>9,.0f} lines/s "
+                  f"{result['values_per_second']:>12,.0f} values/s")
+        if args.bridge:
+            print("mqtt2influxdb 1.5.2, one JSON message per packet:")
+            print(HEADER)
+            bridge_results = await bridge_steps(args, broker, influxd, work)
+            figures["bridge"] = [asdict(r) for r in bridge_results]
+            figures["bridge_best_values_per_second"] = best(bridge_results)
+    ceiling_best = max(c["values_per_second"] for c in figures["ceiling"])
+    print(f"best sustained: isls ingest {figures['ingest_best_values_per_second']:,.0f} values/s"
+          f" = {figures['ingest_best_values_per_second'] / ceiling_best:.2f} of InfluxDB's "
+          f"ceiling ({ceiling_best:,.0f})")
+    if args.bridge and figures["bridge_best_values_per_second"]:
+        ratio = figures["ingest_best_values_per_second"] / figures["bridge_best_values_per_second"]
+        figures["ingest_vs_bridge"] = ratio
+        print(f"  mqtt2influxdb {figures['bridge_best_values_per_second']:,.0f} values/s: "
+              f"the ingest sustains {ratio:.0f}x")
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of a step")
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],
+                        default=list(DEFAULT_RATES), help="values/s steps, comma-separated")
+    parser.add_argument("--bridge-rates", type=lambda s: [float(x) for x in s.split(",")],
+                        default=list(BRIDGE_RATES), help="values/s steps for the bridge")
+    parser.add_argument("--no-bridge", dest="bridge", action="store_false")
+    parser.add_argument("--message-ms", type=float, default=20.0,
+                        help="milliseconds of packets per MQTT message")
+    parser.add_argument("--probe-every", type=int, default=10,
+                        help="measure the latency of every Nth message")
+    parser.add_argument("--max-lag", type=float, default=2.0,
+                        help="seconds after the last publish by which all must be stored")
+    parser.add_argument("--drain-timeout", type=float, default=30.0)
+    parser.add_argument("--ceiling-lines", type=int, default=500_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--profile", type=Path, help="write py-spy samples of the ingest "
+                        "(collapsed stacks) to this file")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="isls-bench-e2e-") as temporary:
+        figures = asyncio.run(run(args, Path(temporary)))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=1))
+    print(f"written {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
