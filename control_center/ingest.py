@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ from drivers.mqtt import (
     ALARM_COMMAND_TOPIC,
     RAW_QOS,
     RawMessage,
+    ack,
     active_alarms_topic,
     alarms_topic,
     events_topic,
@@ -60,6 +62,10 @@ from drivers.mqtt import (
 from drivers.serial import PacketSink, SerialLinkSource
 
 log = logging.getLogger("isls.ingest")
+
+# Unacknowledged QoS 1 messages the broker may send one ingest: 2 s of a 20 ms-message
+# stream, 25 MiB of 256 KiB replay bundles. Beyond it the backlog waits at the broker.
+RECEIVE_MAXIMUM = 100
 
 
 @dataclass(slots=True)
@@ -214,7 +220,9 @@ class IngestService:
                                batch_interval=config.ingest.batch_interval, stats=self.stats)
         self.writer: InfluxWriter | None = None
         self.ready = asyncio.Event()  # set once subscribed
-        self._queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(
+        # Each message travels with its acknowledgement, sent when the decoder takes it.
+        self._queue: asyncio.Queue[tuple[RawMessage, Callable[[], None] | None] | None] = \
+            asyncio.Queue(
             config.ingest.queue_messages)
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(1000)
         self._commands: list[dict[str, Any]] = []
@@ -234,6 +242,13 @@ class IngestService:
         self._drain_quiet = drain_quiet
         self._drain_limit = drain_limit
         self._last_message = time.monotonic()
+        self._mqtt: aiomqtt.Client | None = None
+
+    @property
+    def unread_messages(self) -> int:
+        """Messages the MQTT client holds that the reader has not taken yet (at most
+        about ``RECEIVE_MAXIMUM``: the rest of a backlog waits at the broker)."""
+        return 0 if self._mqtt is None else len(self._mqtt.messages)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with InfluxWriter(self.config.influx) as writer:
@@ -293,8 +308,10 @@ class IngestService:
         # No limit on aiomqtt's own queue: at its limit it discards messages it has
         # already acknowledged to the broker. The bound is our queue: when the decoder
         # is behind, put() waits and the reader stops taking messages.
-        client = make_client(self.config.mqtt, self.identifier)
+        client = make_client(self.config.mqtt, self.identifier, manual_ack=True,
+                             receive_maximum=RECEIVE_MAXIMUM)
         async with client:
+            self._mqtt = client
             await client.subscribe(raw_subscription(self.config.mqtt.shared_group), qos=RAW_QOS)
             await client.subscribe(raw_subscription(self.config.mqtt.shared_group, "replay"),
                                    qos=RAW_QOS)
@@ -321,25 +338,31 @@ class IngestService:
     async def _read_messages(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             if message.topic.matches(ALARM_COMMAND_TOPIC):
+                ack(client, message)
                 self._command(message.payload if isinstance(message.payload, bytes) else b"")
                 continue
             raw = to_raw_message(message)
             self._last_message = time.monotonic()
             if raw is None:
+                ack(client, message)
                 self.decoder.count_error("foreign_topic", 1, "message on a topic "
                                           "outside isls/<spacecraft>/tm/raw")
                 continue
             if raw.stored:
+                ack(client, message)
                 continue  # a serial link's ingest stored it already
-            await self._queue.put(raw)  # waits when the decoder is behind
+            # Waits when the decoder is behind; unacknowledged, the broker holds the rest.
+            await self._queue.put((raw, functools.partial(ack, client, message)))
             self.stats.queue_depth = self._queue.qsize()
 
-    def _accept(self, message: RawMessage) -> None:
+    def _accept(self, message: RawMessage, acknowledge: Callable[[], None] | None) -> None:
         # Recording comes first: the archive keeps what arrived even if decoding it fails.
         if self.archive is not None and message.source == "live":
             self.archive.record(message.spacecraft, message.receive_ns, message.link,
                                 message.payload)
         self.decoder.feed(message)
+        if acknowledge is not None:
+            acknowledge()
 
     async def _decode_loop(self, writer: InfluxWriter) -> None:
         interval = self.config.ingest.batch_interval
@@ -347,18 +370,18 @@ class IngestService:
         finished = False
         while not finished:
             try:
-                message = await asyncio.wait_for(self._queue.get(), interval)
-                if message is None:
+                item = await asyncio.wait_for(self._queue.get(), interval)
+                if item is None:
                     finished = True
                 else:
-                    self._accept(message)
+                    self._accept(*item)
                     # Take everything already queued before decoding: bigger batches.
                     while not self._queue.empty():
                         more = self._queue.get_nowait()
                         if more is None:
                             finished = True
                             break
-                        self._accept(more)
+                        self._accept(*more)
             except TimeoutError:
                 pass
             self.stats.queue_depth = self._queue.qsize()
@@ -475,7 +498,8 @@ class IngestService:
     async def _from_link(self, spacecraft: str, packets: bytes, receive_ns: int,
                          name: str) -> None:
         """Packets deframed from a serial link: stored locally, and republished."""
-        await self._queue.put(RawMessage(spacecraft, packets, receive_ns, name, stored=True))
+        await self._queue.put((RawMessage(spacecraft, packets, receive_ns, name, stored=True),
+                               None))
         self._offer(_Outgoing(raw_topic(spacecraft), packets, qos=RAW_QOS,
                               properties=(receive_ns, name)))
 

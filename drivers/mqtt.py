@@ -168,20 +168,40 @@ def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
 
 
 def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = True,
-                session_expiry: int = 0,
-                max_queued_incoming: int | None = None) -> aiomqtt.Client:
-    """An MQTT 5 client for ``settings``; the connection opens in ``async with``."""
+                session_expiry: int = 0, max_queued_incoming: int | None = None,
+                receive_maximum: int = 0, manual_ack: bool = False) -> aiomqtt.Client:
+    """An MQTT 5 client for ``settings``; the connection opens in ``async with``.
+
+    ``manual_ack`` with ``receive_maximum``: the client acknowledges a QoS 1 message only
+    when ``ack(client, message)`` is called, and the broker sends at most
+    ``receive_maximum`` unacknowledged ones; the rest wait at the broker. That is the
+    ingest's backpressure: it acknowledges what it has taken in, so a slow pipeline
+    slows the broker's delivery instead of filling memory (aiomqtt alone would read the
+    socket and acknowledge everything, however far behind its reader is).
+    """
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     if session_expiry:
         properties.SessionExpiryInterval = session_expiry
+    if receive_maximum:
+        properties.ReceiveMaximum = receive_maximum
     tls_context = ssl.create_default_context() if settings.tls else None
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         hostname=settings.host, port=settings.port, username=settings.username,
         password=settings.password, identifier=identifier,
         protocol=aiomqtt.ProtocolVersion.V5, keepalive=settings.keepalive,
         clean_start=clean_start, properties=properties, tls_context=tls_context,
         max_queued_incoming_messages=max_queued_incoming, timeout=10,
     )
+    if manual_ack:
+        # aiomqtt has no switch for it; paho, underneath, does.
+        client._client.manual_ack_set(True)
+    return client
+
+
+def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """Acknowledge a message received by a ``manual_ack`` client (no-op for QoS 0)."""
+    if message.qos:
+        client._client.ack(message.mid, message.qos)
 
 
 async def with_reconnect(name: str, settings: MqttSettings,

@@ -1,0 +1,85 @@
+"""Overload: when InfluxDB stops taking writes, the backlog waits at the broker, not in
+the ingest's memory, and all of it is stored once the database is back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from control_center.codec import PacketCodec
+from control_center.config import Config
+from control_center.ingest import RECEIVE_MAXIMUM, IngestService, wait_subscribed
+from control_center.packets import CucTime
+from control_center.servers import InfluxServer, free_port
+from control_center.tmdb import Tmdb
+from drivers.mqtt import make_client, raw_topic
+from tests.conftest import count_points, wait_for_async
+
+MESSAGES = 2_500
+PER_MESSAGE = 100  # 250,000 packets: more than the writer's 200,000 pending lines
+
+
+def _messages(tmdb: Tmdb) -> list[bytes]:
+    packet = tmdb.packet("lander_nav")
+    codec = PacketCodec(tmdb.spacecraft, packet)
+    n = MESSAGES * PER_MESSAGE
+    start = CucTime.from_unix(1_800_000_000)
+    ticks = np.arange(n, dtype=np.int64) * 8  # a packet every 2^-13 s
+    values = {p.name: np.zeros(n) for p in packet.parameters if not p.overlay}
+    blob = codec.encode(values, coarse=start.coarse + ticks // 65536, fine=ticks % 65536,
+                        sequence_counts=np.arange(n) % 16384)
+    size = PER_MESSAGE * packet.length
+    return [blob[i * size:(i + 1) * size] for i in range(MESSAGES)]
+
+
+def test_a_stalled_database_holds_the_backlog_at_the_broker(
+        config: Config, tmdbs: list[Tmdb], tmp_path: Path) -> None:
+    server = InfluxServer(tmp_path / "influx", free_port())
+    server.start()
+    try:
+        settings = replace(config, influx=replace(config.influx, url=server.url,
+                                                  database="stalled"),
+                           ingest=replace(config.ingest, queue_messages=10))
+        messages = _messages(tmdbs[0])
+        assert server.process is not None
+        pid = server.process.pid
+
+        async def scenario() -> IngestService:
+            stop = asyncio.Event()
+            ingest = IngestService(settings, tmdbs, archive=False)
+            task = asyncio.create_task(ingest.run(stop))
+            await wait_subscribed(ingest)
+            os.kill(pid, signal.SIGSTOP)  # InfluxDB hangs: writes neither succeed nor fail
+            try:
+                async with make_client(settings.mqtt, "test-overload") as client:
+                    for payload in messages:
+                        await client.publish(raw_topic("lander"), payload, qos=1)
+                writer = ingest.writer
+                assert writer is not None
+                await wait_for_async(lambda: writer.stats.pending_lines >= 200_000
+                                     and ingest._queue.full(), 30, "the pipeline to fill")
+                # Full: the writer's bound, the decoder queue's 10 messages, and at most
+                # the receive maximum unacknowledged in the MQTT client. The rest of the 2,500
+                # messages has not been taken from the broker (without manual acknowledgement
+                # the client would hold about 400).
+                assert ingest.unread_messages <= RECEIVE_MAXIMUM
+                taken = ingest.stats.messages + ingest._queue.qsize() + ingest.unread_messages
+                assert taken < MESSAGES, taken
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            await wait_for_async(lambda: sum(ingest.stats.packets.values())
+                                 == MESSAGES * PER_MESSAGE, 120, "every packet decoded")
+            stop.set()
+            await task
+            return ingest
+
+        ingest = asyncio.run(scenario())
+        assert ingest.stats.errors == {}
+        assert count_points(server, "stalled", "lander_nav") == MESSAGES * PER_MESSAGE
+    finally:
+        server.stop()
