@@ -198,8 +198,18 @@ class StepResult:
     probes: int
     peak_memory_mb: float
     sustained: bool
+    cpu: dict[str, float] = field(default_factory=dict)  # % of one core, by process
     values_per_second_achieved: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_memory_mb(pid: int) -> float:
@@ -225,75 +235,126 @@ async def paced_publish(count: int, interval: float,
     return max(0.0, time.perf_counter() - (start + count * interval))
 
 
-async def run_step(client: aiomqtt.Client, influx: Influx, step: Step, args: argparse.Namespace,
-                   ingest_pid: int) -> StepResult:
-    topic = raw_topic("lander")
-    interval = args.message_ms / 1000
-    latencies: list[float] = []
-    probes: set[asyncio.Task[None]] = set()
-    times = step.times_ns
+class Prober:
+    """Publish-to-queryable latency of sampled messages, polled one at a time in publish
+    order (one query every ``poll`` seconds at most: many concurrent pollers would load
+    InfluxDB more than the telemetry does and the latency would feed on itself)."""
+
+    def __init__(self, stored: Callable[[int], Awaitable[bool]], poll: float = 0.01,
+                 give_up: float = 60.0) -> None:
+        self.stored = stored
+        self.poll = poll
+        self.give_up = give_up
+        self.latencies: list[float] = []
+        self.last_seen: float | None = None
+        self._queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+
+    def sent(self, item: int, at: float) -> None:
+        self._queue.put_nowait((item, at))
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def run(self) -> None:
+        while (entry := await self._queue.get()) is not None:
+            item, at = entry
+            while True:
+                if await self.stored(item):
+                    self.last_seen = time.perf_counter()
+                    self.latencies.append(self.last_seen - at)
+                    break
+                if time.perf_counter() > at + self.give_up:
+                    self.last_seen = None
+                    break
+                await asyncio.sleep(self.poll)  # polling InfluxDB for the sample's points
+
+
+async def measure_step(*, items: int, interval: float, send: Callable[[int], Awaitable[None]],
+                       sampled: Callable[[int], Awaitable[bool]],
+                       count_all: Callable[[], Awaitable[int]], packets: int,
+                       values_per_second: float, seconds: float, args: argparse.Namespace,
+                       pids: dict[str, int], memory_pid: int) -> StepResult:
+    """Publish ``items`` on schedule, sample latencies, then check every packet arrived."""
+    prober = Prober(sampled)
+    polling = asyncio.create_task(prober.run())
+
+    def on_sent(i: int, at: float) -> None:
+        if i % args.probe_every == 0 or i == items - 1:  # the last one gives the lag
+            prober.sent(i, at)
+
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
-    published_at = [0.0] * len(step.messages)
-
-    async def probe(i: int, sent: float) -> None:
-        first, last = int(times[step.bounds[i]]), int(times[step.bounds[i + 1] - 1])
-        expected = step.bounds[i + 1] - step.bounds[i]
-        _, seen = await wait_count(influx, PACKET, first, last, expected, sent + 60.0)
-        if seen is not None:
-            latencies.append(seen - sent)
-
-    async def send(i: int) -> None:
-        ert = time.time_ns()
-        await client.publish(topic, step.messages[i], qos=1,
-                             properties=raw_properties(ert, "bench"))
-
-    def on_sent(i: int, sent: float) -> None:
-        published_at[i] = sent
-        if i % args.probe_every == 0:
-            task = asyncio.create_task(probe(i, sent))
-            probes.add(task)
-            task.add_done_callback(probes.discard)
-
-    behind = await paced_publish(len(step.messages), interval, send, on_sent)
+    behind = await paced_publish(items, interval, send, on_sent)
     finished = time.perf_counter()
-    stored, seen = await wait_count(influx, PACKET, int(times[0]), int(times[-1]), step.packets,
-                                    finished + args.drain_timeout, poll=0.02)
-    lag = None if seen is None else seen - finished
-    if probes:
-        await asyncio.wait(probes, timeout=max(1.0, finished + 60 - time.perf_counter()))
-    elapsed = (seen or time.perf_counter()) - started
+    cpu = {name: 100 * (cpu_seconds(pid) - cpu_before[name]) / (finished - started)
+           for name, pid in pids.items()}
+    prober.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(polling, args.drain_timeout + 60)
+    deadline = finished + args.drain_timeout
+    stored = await count_all()
+    while stored < packets and time.perf_counter() < deadline:
+        await asyncio.sleep(0.5)  # waiting for a backlog to drain: a full count is costly
+        stored = await count_all()
+    done = time.perf_counter() if stored == packets else None
+    lag = None
+    if done is not None and prober.last_seen is not None:
+        lag = max(0.0, min(done, prober.last_seen) - finished) if stored == packets else None
     notes: list[str] = []
-    if stored != step.packets:
-        notes.append(f"{step.packets - stored} packets not in InfluxDB after "
+    if stored != packets:
+        notes.append(f"{packets - stored} packets not in InfluxDB after "
                      f"{args.drain_timeout:.0f} s")
     if behind > 1.0:
         notes.append(f"the publisher ran {behind:.1f} s behind its schedule")
     if lag is not None and lag > args.max_lag:
-        notes.append(f"everything stored only {lag:.1f} s after the last publish")
-    sustained = stored == step.packets and lag is not None and lag <= args.max_lag \
+        notes.append(f"the last message was stored {lag:.1f} s after it was published")
+    sustained = stored == packets and lag is not None and lag <= args.max_lag \
         and behind <= 1.0
-    lat = np.array(latencies) * 1000
+    lat = np.array(prober.latencies) * 1000
+    elapsed = (finished + (lag or 0.0)) - started
     return StepResult(
-        values_per_second=step.values_per_second,
-        packets_per_second=step.packets / args.seconds, packets=step.packets, stored=stored,
-        lost=step.packets - stored, behind_seconds=behind, lag_seconds=lag,
+        values_per_second=values_per_second, packets_per_second=packets / seconds,
+        packets=packets, stored=stored, lost=packets - stored, behind_seconds=behind,
+        lag_seconds=lag,
         latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else None,
         latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else None,
         latency_max_ms=float(lat.max()) if lat.size else None, probes=int(lat.size),
-        peak_memory_mb=peak_memory_mb(ingest_pid), sustained=sustained,
-        values_per_second_achieved=stored * step.values_per_second * args.seconds
-        / max(step.packets, 1) / elapsed, notes=notes)
+        peak_memory_mb=peak_memory_mb(memory_pid), sustained=sustained,
+        values_per_second_achieved=stored / max(packets, 1) * values_per_second * seconds
+        / elapsed, notes=notes, cpu=cpu)
 
 
-def start_ingest(work: Path, broker: MosquittoServer, influxd: InfluxServer
+async def run_step(client: aiomqtt.Client, influx: Influx, step: Step, args: argparse.Namespace,
+                   ingest_pid: int, pids: dict[str, int]) -> StepResult:
+    topic = raw_topic("lander")
+    times = step.times_ns
+
+    async def send(i: int) -> None:
+        await client.publish(topic, step.messages[i], qos=1,
+                             properties=raw_properties(time.time_ns(), "bench"))
+
+    async def sampled(i: int) -> bool:
+        first, last = int(times[step.bounds[i]]), int(times[step.bounds[i + 1] - 1])
+        expected = step.bounds[i + 1] - step.bounds[i]
+        return await influx.count(PACKET, first, last) >= expected
+
+    async def count_all() -> int:
+        return await influx.count(PACKET, int(times[0]), int(times[-1]))
+
+    return await measure_step(
+        items=len(step.messages), interval=args.message_ms / 1000, send=send, sampled=sampled,
+        count_all=count_all, packets=step.packets, values_per_second=step.values_per_second,
+        seconds=args.seconds, args=args, pids=pids, memory_pid=ingest_pid)
+
+
+def start_ingest(work: Path, broker: MosquittoServer, influxd: InfluxServer, config: Path
                  ) -> tuple[subprocess.Popen[bytes], Path]:
     log = work / "ingest.log"
     env = {**os.environ, "ISLS_MQTT_URL": broker.url, "ISLS_INFLUX_URL": influxd.url,
            "ISLS_INFLUX_DB": DATABASE, "ISLS_STATE_DIR": str(work / "state")}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "control_center.cli", "--config",
-             str(ROOT / "config" / "isls.toml"), "ingest"],
+            [sys.executable, "-m", "control_center.cli", "--config", str(config), "ingest"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     return process, log
 
@@ -311,7 +372,9 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 60.0) -> Non
 async def ours(args: argparse.Namespace, broker: MosquittoServer, influxd: InfluxServer,
                work: Path) -> tuple[list[StepResult], list[str]]:
     packet, codec = lander_nav()
-    ingest, log = start_ingest(work, broker, influxd)
+    ingest, log = start_ingest(work, broker, influxd, args.config)
+    assert influxd.process is not None and broker.process is not None
+    influxd_pid, broker_pid = influxd.process.pid, broker.process.pid
     results: list[StepResult] = []
     try:
         async with aiohttp.ClientSession() as session, aiomqtt.Client(
@@ -346,7 +409,9 @@ async def ours(args: argparse.Namespace, broker: MosquittoServer, influxd: Influ
             for index, rate in enumerate(args.rates, start=1):
                 step = build_step(packet, codec, index, rate, args.seconds, args.message_ms,
                                   args.seed)
-                result = await run_step(client, influx, step, args, ingest.pid)
+                pids = {"ingest": ingest.pid, "influxd": influxd_pid, "mosquitto": broker_pid,
+                        "bench": os.getpid()}
+                result = await run_step(client, influx, step, args, ingest.pid, pids)
                 results.append(result)
                 print(row(result), flush=True)
                 if not result.sustained:
@@ -408,6 +473,8 @@ async def bridge_steps(args: argparse.Namespace, broker: MosquittoServer,
         work / "bridge.yml", mqtt_port=broker.port, influx_port=influxd.port,
         database=DATABASE, routes=routes, fields=names, tags={"spacecraft": "lander"})
     process = bridge.start_bridge(executable, config, work / "bridge.log")
+    assert influxd.process is not None
+    influxd_pid = influxd.process.pid
     results: list[StepResult] = []
     try:
         async with aiohttp.ClientSession() as session:
@@ -415,6 +482,7 @@ async def bridge_steps(args: argparse.Namespace, broker: MosquittoServer,
             for index, rate in steps:
                 step = build_step(packet, codec, index, rate, args.seconds, 1.0, args.seed)
                 result = await bridge_step(influx, broker, step, codec, names, index, args,
+                                           {"bridge": process.pid, "influxd": influxd_pid},
                                            process.pid)
                 results.append(result)
                 print(row(result), flush=True)
@@ -440,7 +508,7 @@ def json_messages(step: Step, codec: PacketCodec, names: list[str]) -> list[byte
 
 async def bridge_step(influx: Influx, broker: MosquittoServer, step: Step, codec: PacketCodec,
                       names: list[str], index: int, args: argparse.Namespace,
-                      pid: int) -> StepResult:
+                      pids: dict[str, int], bridge_pid: int) -> StepResult:
     messages = json_messages(step, codec, names)
     measurement = f"bridge_step_{index}"
     # mosquitto_pub -l: one message per stdin line, at C speed (aiomqtt publishing one
@@ -451,9 +519,6 @@ async def bridge_step(influx: Influx, broker: MosquittoServer, step: Step, codec
         stdin=asyncio.subprocess.PIPE)
     assert publisher.stdin is not None
     stdin = publisher.stdin
-    interval = 1.0 / (len(messages) / args.seconds)
-    latencies: list[float] = []
-    probes: set[asyncio.Task[None]] = set()
     times = step.times_ns.tolist()
     everything = (0, 2**62)
 
@@ -461,47 +526,21 @@ async def bridge_step(influx: Influx, broker: MosquittoServer, step: Step, codec
         stdin.write(messages[i] + b"\n")
         await stdin.drain()
 
-    async def probe(i: int, sent: float) -> None:
-        _, seen = await wait_count(influx, measurement, *everything, 1, sent + 60.0,
-                                   where=f"msg_time = '{times[i]}'", poll=0.01)
-        if seen is not None:
-            latencies.append(seen - sent)
+    async def sampled(i: int) -> bool:
+        return await influx.count(measurement, *everything, f"msg_time = '{times[i]}'") >= 1
 
-    def on_sent(i: int, sent: float) -> None:
-        if i % args.probe_every == 0:
-            task = asyncio.create_task(probe(i, sent))
-            probes.add(task)
-            task.add_done_callback(probes.discard)
+    async def count_all() -> int:
+        return await influx.count(measurement, *everything)
 
-    started = time.perf_counter()
-    behind = await paced_publish(len(messages), interval, send, on_sent)
-    stdin.close()
-    await publisher.wait()
-    finished = time.perf_counter()
-    stored, seen = await wait_count(influx, measurement, *everything, step.packets,
-                                    finished + args.drain_timeout, poll=0.05)
-    lag = None if seen is None else seen - finished
-    if probes:
-        await asyncio.wait(probes, timeout=max(1.0, finished + 60 - time.perf_counter()))
-    elapsed = (seen or time.perf_counter()) - started
-    sustained = stored == step.packets and lag is not None and lag <= args.max_lag \
-        and behind <= 1.0
-    notes: list[str] = []
-    if stored != step.packets:
-        notes.append(f"{step.packets - stored} packets not in InfluxDB after "
-                     f"{args.drain_timeout:.0f} s")
-    if lag is not None and lag > args.max_lag:
-        notes.append(f"everything stored only {lag:.1f} s after the last publish")
-    lat = np.array(latencies) * 1000
-    return StepResult(
-        values_per_second=step.values_per_second, packets_per_second=step.packets / args.seconds,
-        packets=step.packets, stored=stored, lost=step.packets - stored, behind_seconds=behind,
-        lag_seconds=lag,
-        latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else None,
-        latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else None,
-        latency_max_ms=float(lat.max()) if lat.size else None, probes=int(lat.size),
-        peak_memory_mb=peak_memory_mb(pid), sustained=sustained,
-        values_per_second_achieved=stored * len(names) / elapsed, notes=notes)
+    try:
+        return await measure_step(
+            items=len(messages), interval=args.seconds / len(messages), send=send,
+            sampled=sampled, count_all=count_all, packets=step.packets,
+            values_per_second=step.values_per_second, seconds=args.seconds, args=args,
+            pids=pids, memory_pid=bridge_pid)
+    finally:
+        stdin.close()
+        await publisher.wait()
 
 
 # --------------------------------------------------------------------------- report
@@ -513,14 +552,18 @@ def _ms(value: float | None) -> str:
 def row(result: StepResult) -> str:
     lag = "-" if result.lag_seconds is None else f"{result.lag_seconds:.2f}"
     verdict = "ok" if result.sustained else "FAIL: " + "; ".join(result.notes)
+    cpu = " ".join(f"{result.cpu.get(name, 0):>4.0f}" for name in ("ingest", "influxd")) \
+        if "ingest" in result.cpu else " ".join(f"{result.cpu.get(name, 0):>4.0f}"
+                                                for name in ("bridge", "influxd"))
     return (f"  {result.values_per_second:>11,.0f} {result.packets_per_second:>9,.0f} "
             f"{result.lost:>7,} {lag:>6} {_ms(result.latency_p50_ms):>6} "
             f"{_ms(result.latency_p99_ms):>6} {_ms(result.latency_max_ms):>7} "
-            f"{result.peak_memory_mb:>8.0f}  {verdict}")
+            f"{result.peak_memory_mb:>8.0f} {cpu if result.cpu else '   -    -'}  {verdict}")
 
 
 HEADER = (f"  {'values/s':>11} {'packets/s':>9} {'lost':>7} {'lag s':>6} {'p50 ms':>6} "
-          f"{'p99 ms':>6} {'max ms':>7} {'peak MiB':>8}  sustained")
+          f"{'p99 ms':>6} {'max ms':>7} {'peak MiB':>8} {'CPU% ingest/bridge, influxd':>9}  "
+          f"sustained")
 
 
 def best(results: list[StepResult]) -> float:
@@ -585,6 +628,8 @@ def main() -> int:
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     parser.add_argument("--ceiling-lines", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--config", type=Path, default=ROOT / "config" / "isls.toml",
+                        help="the ingest's configuration (servers are the benchmark's own)")
     parser.add_argument("--profile", type=Path, help="write py-spy samples of the ingest "
                         "(collapsed stacks) to this file")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
