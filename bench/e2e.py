@@ -68,8 +68,8 @@ from drivers.mqtt import raw_properties, raw_topic  # noqa: E402
 PACKET = "lander_nav"
 DATABASE = "bench"
 TICKS_PER_PACKET = 8  # CUC fine ticks (2^-16 s): a packet every 2^-13 s of onboard time
-DEFAULT_RATES = (100_000, 250_000, 500_000, 750_000, 1_000_000, 1_250_000, 1_500_000,
-                 2_000_000, 2_500_000)
+DEFAULT_RATES = (100_000, 250_000, 500_000, 750_000, 900_000, 1_000_000, 1_250_000,
+                 1_500_000, 2_000_000)
 BRIDGE_RATES = (1_700, 2_550, 3_400, 4_250, 5_100, 6_800)  # values/s: 100-400 msg/s
 STEP_BASE_COARSE = 1_700_000_000  # CUC seconds; each step gets its own day
 DEFAULT_JSON = ROOT / "bench" / "results" / "e2e.json"
@@ -347,11 +347,12 @@ async def run_step(client: aiomqtt.Client, influx: Influx, step: Step, args: arg
         seconds=args.seconds, args=args, pids=pids, memory_pid=ingest_pid)
 
 
-def start_ingest(work: Path, broker: MosquittoServer, influxd: InfluxServer, config: Path
-                 ) -> tuple[subprocess.Popen[bytes], Path]:
-    log = work / "ingest.log"
+def start_ingest(work: Path, broker: MosquittoServer, influxd: InfluxServer, config: Path,
+                 name: str = "ingest") -> tuple[subprocess.Popen[bytes], Path]:
+    """An ``isls ingest`` process with a state directory (archive, alarms) of its own."""
+    log = work / f"{name}.log"
     env = {**os.environ, "ISLS_MQTT_URL": broker.url, "ISLS_INFLUX_URL": influxd.url,
-           "ISLS_INFLUX_DB": DATABASE, "ISLS_STATE_DIR": str(work / "state")}
+           "ISLS_INFLUX_DB": DATABASE, "ISLS_STATE_DIR": str(work / name / "state")}
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "control_center.cli", "--config", str(config), "ingest"],
@@ -369,6 +370,36 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 60.0) -> Non
             process.wait()
 
 
+async def warm_up(client: aiomqtt.Client, influx: Influx,
+                  ingests: list[tuple[subprocess.Popen[bytes], Path]],
+                  args: argparse.Namespace) -> int:
+    """Two seconds at 50,000 values/s, stored: the ingests are subscribed and warm.
+    Returns the packets it published."""
+    packet, codec = lander_nav()
+    warm = build_step(packet, codec, 0, 50_000, 2.0, args.message_ms, args.seed)
+    deadline = time.perf_counter() + 60
+    while True:
+        for process, log in ingests:
+            if process.poll() is not None:
+                raise RuntimeError(f"an ingest exited:\n{log.read_text()[-2000:]}")
+        await client.publish(raw_topic("lander"), warm.messages[0], qos=1,
+                             properties=raw_properties(time.time_ns(), "bench"))
+        count, _ = await wait_count(influx, PACKET, int(warm.times_ns[0]),
+                                    int(warm.times_ns[-1]), 1, time.perf_counter() + 1.0)
+        if count:
+            break
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the ingest stored nothing within 60 s")
+    for message in warm.messages[1:]:
+        await client.publish(raw_topic("lander"), message, qos=1,
+                             properties=raw_properties(time.time_ns(), "bench"))
+    count, _ = await wait_count(influx, PACKET, int(warm.times_ns[0]), int(warm.times_ns[-1]),
+                                warm.packets, time.perf_counter() + 60)
+    if count != warm.packets:
+        raise RuntimeError(f"warm-up: {count} of {warm.packets} packets stored")
+    return warm.packets
+
+
 async def ours(args: argparse.Namespace, broker: MosquittoServer, influxd: InfluxServer,
                work: Path) -> tuple[list[StepResult], list[str]]:
     packet, codec = lander_nav()
@@ -381,24 +412,7 @@ async def ours(args: argparse.Namespace, broker: MosquittoServer, influxd: Influ
                 "127.0.0.1", broker.port, identifier="bench-load",
                 protocol=aiomqtt.ProtocolVersion.V5) as client:
             influx = Influx(session, influxd.url)
-            # Warm-up (also: the ingest is subscribed once this is stored).
-            warm = build_step(packet, codec, 0, 50_000, 2.0, args.message_ms, args.seed)
-            deadline = time.perf_counter() + 60
-            while True:
-                if ingest.poll() is not None:
-                    raise RuntimeError(f"the ingest exited:\n{log.read_text()[-2000:]}")
-                await client.publish(raw_topic("lander"), warm.messages[0], qos=1,
-                                     properties=raw_properties(time.time_ns(), "bench"))
-                count, _ = await wait_count(influx, PACKET, int(warm.times_ns[0]),
-                                            int(warm.times_ns[-1]), 1,
-                                            time.perf_counter() + 1.0)
-                if count or time.perf_counter() > deadline:
-                    break
-            for message in warm.messages[1:]:
-                await client.publish(raw_topic("lander"), message, qos=1,
-                                     properties=raw_properties(time.time_ns(), "bench"))
-            await wait_count(influx, PACKET, int(warm.times_ns[0]), int(warm.times_ns[-1]),
-                             warm.packets, time.perf_counter() + 60)
+            await warm_up(client, influx, [(ingest, log)], args)
             profiler = None
             if args.profile is not None:
                 # Sampling profiler on the ingest process, from here to the last step.
