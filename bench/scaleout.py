@@ -95,6 +95,10 @@ async def one(count: int, args: argparse.Namespace, work: Path) -> dict[str, Any
         finally:
             for process, _ in ingests:
                 stop_process(process)  # each writes its last health point as it stops
+        problems = [f"{log.name}: exit {process.returncode}: {log.read_text()[-1500:]}"
+                    for process, log in ingests if process.returncode != 0]
+        for problem in problems:
+            print(problem, file=sys.stderr)
         async with aiohttp.ClientSession() as session:
             by_ingest = await decoded_by_ingest(Influx(session, influxd.url))
     decoded = sum(by_ingest.values()) - warm_packets
@@ -107,6 +111,7 @@ async def one(count: int, args: argparse.Namespace, work: Path) -> dict[str, Any
         "packets_per_second": stored / seconds_to_store,
         "values_per_second": stored * len(packet.parameters) / seconds_to_store,
         "cpu_ingests_percent": sum(cpu[:-1]), "cpu_influxd_percent": cpu[-1],
+        "ingest_problems": problems,
     }
 
 

@@ -66,6 +66,8 @@ log = logging.getLogger("isls.ingest")
 # Unacknowledged QoS 1 messages the broker may send one ingest: 2 s of a 20 ms-message
 # stream, 25 MiB of 256 KiB replay bundles. Beyond it the backlog waits at the broker.
 RECEIVE_MAXIMUM = 100
+# Live output (tm/param, alarms, events) waiting for the broker, at most.
+OUTBOX_MAX_BYTES = 16 << 20
 
 
 @dataclass(slots=True)
@@ -102,6 +104,7 @@ class Decoder:
         self.stats = stats or IngestStats()
         self.batch_packets = batch_packets
         self.batch_interval = batch_interval
+        self.max_batch = 4 * batch_packets
         self._codecs: dict[str, dict[int, PacketCodec]] = {}
         self._lengths: dict[str, dict[int, int]] = {}
         self._crc: dict[str, frozenset[int]] = {}
@@ -160,19 +163,24 @@ class Decoder:
                     and moment - pending.since < self.batch_interval:
                 continue
             codec = self._codecs[spacecraft][apid]
-            batch = codec.decode_packets(pending.packets,
-                                         np.asarray(pending.receive_ns, dtype=np.int64))
-            if shift_ns:
-                batch = replace(batch, times_ns=batch.times_ns + shift_ns)
-            if source != "live" or pass_id:
-                batch = replace(batch, source=source, pass_id=pass_id)
+            # At most max_batch packets a batch: a backlog taken in at once must not
+            # become one million-line write (InfluxDB times those out).
+            for start in range(0, len(pending.packets), self.max_batch):
+                batch = codec.decode_packets(
+                    pending.packets[start:start + self.max_batch],
+                    np.asarray(pending.receive_ns[start:start + self.max_batch],
+                               dtype=np.int64))
+                if shift_ns:
+                    batch = replace(batch, times_ns=batch.times_ns + shift_ns)
+                if source != "live" or pass_id:
+                    batch = replace(batch, source=source, pass_id=pass_id)
+                self.stats.packets[spacecraft] += len(batch)
+                self.stats.packets_by_type[f"{spacecraft}/{batch.packet.name}"] += len(batch)
+                self.stats.values[spacecraft] += len(batch) * len(batch.packet.parameters)
+                self.stats.last_packet_ns[spacecraft] = int(batch.times_ns[-1])
+                batches.append(batch)
             pending.packets = []
             pending.receive_ns = []
-            self.stats.packets[spacecraft] += len(batch)
-            self.stats.packets_by_type[f"{spacecraft}/{batch.packet.name}"] += len(batch)
-            self.stats.values[spacecraft] += len(batch) * len(batch.packet.parameters)
-            self.stats.last_packet_ns[spacecraft] = int(batch.times_ns[-1])
-            batches.append(batch)
         # Replays come and go: forget their emptied batch slots.
         for key in [k for k, p in self._pending.items() if not p.packets and k[2] != "live"]:
             del self._pending[key]
@@ -225,6 +233,7 @@ class IngestService:
             asyncio.Queue(
             config.ingest.queue_messages)
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(1000)
+        self._outbox_bytes = 0
         self._commands: list[dict[str, Any]] = []
         self.monitor: Monitor | None = None
         if monitor and config.alarms.enabled:
@@ -375,8 +384,10 @@ class IngestService:
                     finished = True
                 else:
                     self._accept(*item)
-                    # Take everything already queued before decoding: bigger batches.
-                    while not self._queue.empty():
+                    # Take what is already queued before decoding (bigger batches), up
+                    # to a few batches' worth, so writes and acknowledgements keep flowing.
+                    while not self._queue.empty() \
+                            and self.decoder.waiting < self.decoder.max_batch:
                         more = self._queue.get_nowait()
                         if more is None:
                             finished = True
@@ -476,10 +487,16 @@ class IngestService:
     def _offer(self, message: _Outgoing) -> None:
         # Publishing is best effort (storage never waits on the broker): when the
         # publisher is behind or the broker away, the oldest message goes.
-        if self._outbox.full():
-            self._outbox.get_nowait()
+        # Bounded in bytes too: at a million values/s the tm/param JSON alone is tens of
+        # MB/s, and a queue of 1,000 such messages held 600 MB.
+        while not self._outbox.empty() and (
+                self._outbox.full()
+                or self._outbox_bytes + len(message.payload) > OUTBOX_MAX_BYTES):
+            dropped = self._outbox.get_nowait()
+            self._outbox_bytes -= len(dropped.payload)
             self.stats.errors["publish_dropped"] += 1
         self._outbox.put_nowait(message)
+        self._outbox_bytes += len(message.payload)
 
     def _octets_for(self, link: LinkSettings) -> Callable[[bytes, int], None] | None:
         archive = self.archive
@@ -527,7 +544,8 @@ class IngestService:
         while True:
             done = stop.is_set()
             await writer.write(health_line(self.identifier, self.stats, self.decoder.waiting,
-                                           writer.stats, time.time_ns()).encode(), 1, 0)
+                                           self.unread_messages, writer.stats,
+                                           time.time_ns()).encode(), 1, 0)
             if done:
                 return
             with contextlib.suppress(TimeoutError):
@@ -540,6 +558,7 @@ class IngestService:
                     return
                 try:
                     message = await asyncio.wait_for(self._outbox.get(), 0.2)
+                    self._outbox_bytes -= len(message.payload)
                 except TimeoutError:
                     continue
                 properties = None
@@ -594,13 +613,14 @@ def _resident_mb() -> float:
     return 0.0
 
 
-def health_line(identifier: str, stats: IngestStats, waiting: int, writer: WriterStats,
-                now_ns: int) -> str:
+def health_line(identifier: str, stats: IngestStats, waiting: int, unread: int,
+                writer: WriterStats, now_ns: int) -> str:
     """One ``ingest`` point: tag ``ingest``, counters since start and current depths."""
     fields = {
         "messages": stats.messages, "packets": sum(stats.packets.values()),
         "values": sum(stats.values.values()), "errors": sum(stats.errors.values()),
-        "queue_depth": stats.queue_depth, "waiting_packets": waiting,
+        "unread_messages": unread, "queue_depth": stats.queue_depth,
+        "waiting_packets": waiting,
         "pending_lines": writer.pending_lines, "lines_written": writer.lines_written,
         "values_written": writer.values_written, "write_retries": writer.retries,
         "rejected_lines": writer.rejected_lines,
