@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -60,12 +61,24 @@ async def decoded_by_ingest(influx: Influx) -> dict[str, int]:
     return {s["tags"]["ingest"]: int(s["values"][0][1]) for s in series}
 
 
+def shared_config(source: Path, work: Path) -> Path:
+    """The configuration with a shared subscription group (the shipped one has none:
+    one ingest), its telemetry database paths made absolute."""
+    text = re.sub(r'(?m)^shared_group = .*$', 'shared_group = "isls-ingest"',
+                  source.read_text())
+    text = re.sub(r'(?m)^tmdb = "(?!/)', f'tmdb = "{source.parent}/', text)
+    path = work / "isls-shared.toml"
+    path.write_text(text)
+    return path
+
+
 async def one(count: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     packet, codec = lander_nav()
+    config = shared_config(args.config, work)
     with MosquittoServer(work / "mosquitto", free_port()) as broker, \
             InfluxServer(work / "influx", free_port()) as influxd:
         assert influxd.process is not None
-        ingests = [start_ingest(work, broker, influxd, args.config, f"ingest-{i}")
+        ingests = [start_ingest(work, broker, influxd, config, f"ingest-{i}")
                    for i in range(count)]
         try:
             async with aiohttp.ClientSession() as session, aiomqtt.Client(

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "links → InfluxDB)")
     ingest.add_argument("--duration", type=_positive, help="stop after this many seconds")
 
+    commands.add_parser("doctor", help="check a deployment: config, telemetry databases, "
+                        "broker and InfluxDB reachable and writable, disk, spool, clock")
+
     link = commands.add_parser("link", help="serial link tools")
     link_commands = link.add_subparsers(dest="link_command", required=True, metavar="ACTION")
     status = link_commands.add_parser("status", help="each link live: locked or searching, "
@@ -445,6 +448,12 @@ def cmd_link_status(args: argparse.Namespace) -> int:
     return asyncio.run(link_status(config.mqtt, once=args.once))
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from control_center.doctor import doctor
+
+    return asyncio.run(doctor(load_config(args.config)))
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from control_center.ingest import IngestService
 
@@ -465,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose)
     handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest, "link": cmd_link_status,
                 "passes": cmd_passes, "replay": cmd_replay, "import": cmd_import,
-                "report": cmd_report, "dashboards": cmd_dashboards, "alarms": cmd_alarms}
+                "report": cmd_report, "dashboards": cmd_dashboards, "alarms": cmd_alarms,
+                "doctor": cmd_doctor}
     try:
         if args.command == "tmdb":
             if args.tmdb_command == "check":

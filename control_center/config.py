@@ -36,8 +36,11 @@ class MqttSettings:
     password: str | None = field(default=None, repr=False)
     tls: bool = False
     external: bool = False  # True: a broker we must not start
-    shared_group: str = "isls-ingest"
+    shared_group: str = ""  # "": a plain subscription; a name: a shared one
     keepalive: int = 30
+    # The ingest's MQTT session outlives its connection this long (s): what the broker
+    # held for it while it was away (a crash, a restart) is delivered when it returns.
+    session_expiry: int = 3600
 
     @property
     def url(self) -> str:
@@ -58,6 +61,7 @@ class InfluxSettings:
     flush_interval: float = 0.25
     max_retry_delay: float = 10.0
     concurrency: int = 2
+    spool_max_mb: int = 1024  # disk spool for while InfluxDB fails (state_dir/spool)
 
     @property
     def port(self) -> int:
@@ -278,7 +282,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
 
     mqtt_table = _table(document, "mqtt", source)
     mqtt = _Reader(source, mqtt_table, "mqtt.",
-                   {"url", "port", "username", "shared_group", "keepalive", "password"})
+                   {"url", "port", "username", "shared_group", "keepalive", "password",
+                    "session_expiry"})
     if "password" in mqtt_table:
         raise ConfigError(source, "mqtt.password", "secrets are never read from the config "
                                                    "file; use ISLS_MQTT_URL or ISLS_MQTT_PASSWORD")
@@ -291,13 +296,15 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     username = mqtt_settings.username or (mqtt.string("username", "") or None)
     password = mqtt_settings.password or env.get("ISLS_MQTT_PASSWORD") or None
     mqtt_settings = replace(mqtt_settings, username=username, password=password,
-                            shared_group=mqtt.string("shared_group", "isls-ingest"),
-                            keepalive=mqtt.integer("keepalive", 30, minimum=5, maximum=3600))
+                            shared_group=mqtt.string("shared_group", ""),
+                            keepalive=mqtt.integer("keepalive", 30, minimum=5, maximum=3600),
+                            session_expiry=mqtt.integer("session_expiry", 3600, minimum=0,
+                                                        maximum=7 * 86400))
 
     influx_table = _table(document, "influx", source)
     influx = _Reader(source, influx_table, "influx.",
                      {"url", "port", "database", "username", "batch_lines", "flush_interval",
-                      "max_retry_delay", "concurrency", "password", "token"})
+                      "max_retry_delay", "concurrency", "password", "token", "spool_max_mb"})
     for secret in ("password", "token"):
         if secret in influx_table:
             raise ConfigError(source, f"influx.{secret}", "secrets are never read from the "
@@ -323,6 +330,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         flush_interval=influx.number("flush_interval", 0.25),
         max_retry_delay=influx.number("max_retry_delay", 10.0),
         concurrency=influx.integer("concurrency", 2, maximum=32),
+        spool_max_mb=influx.integer("spool_max_mb", 1024, minimum=1, maximum=1 << 20),
     )
 
     raw_spacecraft = document.get("spacecraft", [])

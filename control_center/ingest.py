@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
-import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -40,6 +40,7 @@ from control_center.codec import DecodedBatch, PacketCodec
 from control_center.config import Config, LinkSettings
 from control_center.monitoring import Event, Monitor, alarm_json, alarm_line, event_json, event_line
 from control_center.packets import split_packets
+from control_center.spool import Spool
 from control_center.storage import InfluxWriter, WriterStats, escape_tag, format_lines
 from control_center.tmdb import Tmdb
 from drivers.mqtt import (
@@ -65,7 +66,7 @@ log = logging.getLogger("isls.ingest")
 
 # Unacknowledged QoS 1 messages the broker may send one ingest: 2 s of a 20 ms-message
 # stream, 25 MiB of 256 KiB replay bundles. Beyond it the backlog waits at the broker.
-RECEIVE_MAXIMUM = 100
+RECEIVE_MAXIMUM = 1000
 # Live output (tm/param, alarms, events) waiting for the broker, at most.
 OUTBOX_MAX_BYTES = 16 << 20
 
@@ -90,6 +91,7 @@ class _Pending:
     packets: list[bytes] = field(default_factory=list)
     receive_ns: list[int] = field(default_factory=list)
     since: float = 0.0
+    first_seq: int = 0  # the message the oldest waiting packet came from
 
 
 class Decoder:
@@ -126,7 +128,7 @@ class Decoder:
             log.warning("%s: %s (counted and skipped; further ones are only counted)",
                         kind.replace("_", " "), detail)
 
-    def feed(self, message: RawMessage, now: float | None = None) -> None:
+    def feed(self, message: RawMessage, now: float | None = None, seq: int = 0) -> None:
         self.stats.messages += 1
         lengths = self._lengths.get(message.spacecraft)
         if lengths is None:
@@ -146,9 +148,10 @@ class Decoder:
             key = (message.spacecraft, apid, message.source, message.pass_id, message.shift_ns)
             pending = self._pending.get(key)
             if pending is None:
-                pending = self._pending[key] = _Pending(since=moment)
+                pending = self._pending[key] = _Pending(since=moment, first_seq=seq)
             elif not pending.packets:
                 pending.since = moment
+                pending.first_seq = seq
             pending.packets.extend(packets)
             pending.receive_ns.extend([message.receive_ns] * len(packets))
 
@@ -186,6 +189,10 @@ class Decoder:
             del self._pending[key]
         return batches
 
+    def oldest_seq(self) -> int | None:
+        """The sequence number of the oldest message with packets still waiting."""
+        return min((p.first_seq for p in self._pending.values() if p.packets), default=None)
+
     @property
     def waiting(self) -> int:
         return sum(len(p.packets) for p in self._pending.values())
@@ -222,7 +229,13 @@ class IngestService:
                  monitor: bool = True) -> None:
         self.config = config
         self.source = source
-        self.identifier = identifier or f"isls-ingest-{os.getpid()}"
+        # Stable across restarts (the broker keeps this client's session and what it
+        # holds for it), distinct per state directory: one ingest per state directory.
+        self.identifier = identifier or "isls-ingest-" + hashlib.sha1(
+            str(config.state_dir).encode()).hexdigest()[:10]
+        self.spool = Spool(config.state_dir / "spool", config.influx.spool_max_mb << 20)
+        self._seq = 0  # messages accepted so far
+        self._unacked: deque[tuple[int, Callable[[], None]]] = deque()
         self.stats = IngestStats()
         self.decoder = Decoder(tmdbs, batch_packets=config.ingest.batch_packets,
                                batch_interval=config.ingest.batch_interval, stats=self.stats)
@@ -252,6 +265,7 @@ class IngestService:
         self._drain_limit = drain_limit
         self._last_message = time.monotonic()
         self._mqtt: aiomqtt.Client | None = None
+        self._leave = asyncio.Event()
 
     @property
     def unread_messages(self) -> int:
@@ -260,7 +274,8 @@ class IngestService:
         return 0 if self._mqtt is None else len(self._mqtt.messages)
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with InfluxWriter(self.config.influx) as writer:
+        async with InfluxWriter(self.config.influx, spool=self.spool,
+                                on_stored=self._stored) as writer:
             self.writer = writer
             await writer.ensure_database()
             stop_reading = asyncio.Event()
@@ -291,19 +306,25 @@ class IngestService:
                 await link_stats
             if monitor_task is not None:
                 await monitor_task
-            # Drain: keep reading until the broker has been quiet for a moment, so
-            # telemetry published just before the stop is stored too.
+            # Drain: leave the shared group (the broker sends the others what comes
+            # next), keep reading until the broker has been quiet for a moment, store
+            # it, acknowledge it, and only then disconnect.
+            self._leave.set()
             deadline = time.monotonic() + self._drain_limit
             while time.monotonic() < deadline and not reader.done():
                 quiet = time.monotonic() - self._last_message
                 if quiet >= self._drain_quiet and self._queue.empty():
                     break
                 await asyncio.sleep(0.05)
+            await self._queue.put(None)
+            await decoder
+            if not await writer.drained(self._drain_limit):
+                log.warning("InfluxDB did not take the last writes within %.0f s; the "
+                            "broker will send the unacknowledged telemetry again",
+                            self._drain_limit)
             stop_reading.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(reader, 5)
-            await self._queue.put(None)
-            await decoder
             health_stop.set()
             await health
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -318,7 +339,8 @@ class IngestService:
         # already acknowledged to the broker. The bound is our queue: when the decoder
         # is behind, put() waits and the reader stops taking messages.
         client = make_client(self.config.mqtt, self.identifier, manual_ack=True,
-                             receive_maximum=RECEIVE_MAXIMUM)
+                             receive_maximum=RECEIVE_MAXIMUM, clean_start=False,
+                             session_expiry=self.config.mqtt.session_expiry)
         async with client:
             self._mqtt = client
             await client.subscribe(raw_subscription(self.config.mqtt.shared_group), qos=RAW_QOS)
@@ -332,17 +354,24 @@ class IngestService:
             log.info("ingest subscribed to %s on %s",
                      raw_subscription(self.config.mqtt.shared_group), self.config.mqtt.url)
             reading = asyncio.create_task(self._read_messages(client))
+            leaving = asyncio.create_task(self._unsubscribe_on_leave(client))
             stopping = asyncio.create_task(stop_reading.wait())
             try:
                 await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopping.cancel()
+                leaving.cancel()
                 if not reading.done():
                     reading.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await reading
             if reading.done() and not reading.cancelled() and reading.exception() is not None:
                 raise reading.exception()  # type: ignore[misc]
+
+    async def _unsubscribe_on_leave(self, client: aiomqtt.Client) -> None:
+        await self._leave.wait()
+        await client.unsubscribe([raw_subscription(self.config.mqtt.shared_group),
+                                  raw_subscription(self.config.mqtt.shared_group, "replay")])
 
     async def _read_messages(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -369,9 +398,16 @@ class IngestService:
         if self.archive is not None and message.source == "live":
             self.archive.record(message.spacecraft, message.receive_ns, message.link,
                                 message.payload)
-        self.decoder.feed(message)
+        self._seq += 1
+        self.decoder.feed(message, seq=self._seq)
         if acknowledge is not None:
-            acknowledge()
+            # Acknowledged once its packets are in InfluxDB or in the spool (_stored).
+            self._unacked.append((self._seq, acknowledge))
+
+    def _stored(self, seq: int) -> None:
+        """Every message up to ``seq`` is stored or spooled: acknowledge them, in order."""
+        while self._unacked and self._unacked[0][0] <= seq:
+            self._unacked.popleft()[1]()
 
     async def _decode_loop(self, writer: InfluxWriter) -> None:
         interval = self.config.ingest.batch_interval
@@ -412,6 +448,10 @@ class IngestService:
                     self._offer_param(batch)
                 if self.monitor is not None:
                     await self._emit(writer, *self.monitor.on_batch(batch, time.time_ns()))
+            # Messages whose packets have all been written (none still wait in the
+            # decoder) are acknowledged once those writes are stored.
+            oldest = self.decoder.oldest_seq()
+            writer.mark(self._seq if oldest is None else oldest - 1)
 
     async def _emit(self, writer: InfluxWriter, changes: list[AlarmChange],
                     events: list[Event]) -> None:

@@ -9,6 +9,7 @@ stopped (SIGTERM, then SIGKILL after a grace period) by :meth:`stop`.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import shutil
 import signal
@@ -137,6 +138,10 @@ class MosquittoServer(_ChildServer):
             "# Written by isls; regenerated at every start.",
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
+            # Started as root, Mosquitto would switch to the `mosquitto` user, which
+            # cannot write persistence into our directory: sessions would not survive a
+            # restart, silently.
+            f"user {getpass.getuser()}",
             # Raw telemetry is QoS 1 in many-packet messages: keep a deep in-flight queue
             # so a briefly slow ingest does not make the broker drop messages.
             "max_queued_messages 100000",

@@ -18,7 +18,8 @@ import contextlib
 import io
 import logging
 import math
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -30,6 +31,7 @@ import polars as pl
 from control_center.codec import DecodedBatch
 from control_center.config import InfluxSettings
 from control_center.errors import ServerError
+from control_center.spool import Spool
 
 log = logging.getLogger("isls.storage")
 
@@ -153,6 +155,11 @@ class WriterStats:
     rejected_lines: int = 0
     pending_lines: int = 0
     last_error: str = ""
+    spooled_lines: int = 0  # written to the disk spool while InfluxDB failed
+    backfilled_lines: int = 0  # taken from the spool into InfluxDB
+    spool_lines: int = 0  # in the spool now
+    spool_bytes: int = 0
+    spool_full: bool = False
 
 
 class InfluxWriter:
@@ -169,10 +176,27 @@ class InfluxWriter:
     a 4xx answer (bad data) is logged, counted and dropped, since retrying cannot fix it.
     """
 
-    def __init__(self, settings: InfluxSettings, *, max_pending_lines: int = 200_000) -> None:
+    def __init__(self, settings: InfluxSettings, *, max_pending_lines: int = 200_000,
+                 spool: Spool | None = None,
+                 on_stored: Callable[[int], None] | None = None) -> None:
         self.settings = settings
         self.stats = WriterStats()
-        self._chunks: list[tuple[bytes, int, int]] = []  # (lines, line count, value count)
+        # (chunk id, lines, line count, value count), in write order
+        self._chunks: list[tuple[int, bytes, int, int]] = []
+        self._spool = spool
+        self._spool_lock = asyncio.Lock()
+        self._spool_wake = asyncio.Event()
+        self._backfill: asyncio.Task[None] | None = None
+        # Durability bookkeeping: chunk ids are given in write order; every id up to
+        # _stored_upto is in InfluxDB or in the spool. mark() tokens fire on_stored once
+        # every chunk written before them is.
+        self._on_stored = on_stored
+        self._next_chunk = 0
+        self._stored_upto = -1
+        self._done: dict[int, int] = {}  # first id -> last id of finished posts past it
+        self._marks: deque[tuple[int, int]] = deque()  # (last chunk id, token)
+        if spool is not None:
+            self.stats.spool_lines, self.stats.spool_bytes = spool.lines, spool.bytes
         self._chunk_lines = 0
         self._space = asyncio.Condition()
         self._max_pending = max_pending_lines
@@ -189,6 +213,8 @@ class InfluxWriter:
         timeout = aiohttp.ClientTimeout(total=30)
         self._session = aiohttp.ClientSession(timeout=timeout, headers=self._headers())
         self._flusher = asyncio.create_task(self._flush_loop(), name="influx-flush")
+        if self._spool is not None:
+            self._backfill = asyncio.create_task(self._backfill_loop(), name="influx-backfill")
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
@@ -212,6 +238,12 @@ class InfluxWriter:
                 for task in self._inflight:
                     task.cancel()
             self._flusher = None
+        if self._backfill is not None:
+            # What is still spooled stays on disk; the next start backfills it.
+            self._backfill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._backfill
+            self._backfill = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -269,7 +301,8 @@ class InfluxWriter:
             return
         async with self._space:
             await self._space.wait_for(lambda: self.stats.pending_lines < self._max_pending)
-            self._chunks.append((lines, line_count, value_count))
+            self._chunks.append((self._next_chunk, lines, line_count, value_count))
+            self._next_chunk += 1
             self._chunk_lines += line_count
             self.stats.pending_lines += line_count
         # Post at once when the database is idle (low latency at low rates); while
@@ -277,6 +310,35 @@ class InfluxWriter:
         # rates). flush_interval only bounds the wait.
         if self._chunk_lines >= self.settings.batch_lines or not self._inflight:
             self._wake.set()
+
+    def mark(self, token: int) -> None:
+        """Call ``on_stored(token)`` once everything written so far is in InfluxDB or in
+        the spool (at once if it already is). Tokens must not decrease."""
+        last = self._next_chunk - 1
+        if last <= self._stored_upto:
+            if self._on_stored is not None:
+                self._on_stored(token)
+        else:
+            self._marks.append((last, token))
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until everything written so far is stored or spooled; False on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._stored_upto < self._next_chunk - 1:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            self._wake.set()
+            await asyncio.sleep(0.02)  # the posts in flight finish on their own time
+        return True
+
+    def _complete(self, first: int, last: int) -> None:
+        self._done[first] = last
+        while self._stored_upto + 1 in self._done:
+            self._stored_upto = self._done.pop(self._stored_upto + 1)
+        while self._marks and self._marks[0][0] <= self._stored_upto:
+            token = self._marks.popleft()[1]
+            if self._on_stored is not None:
+                self._on_stored(token)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -297,46 +359,88 @@ class InfluxWriter:
                 if not self._chunks:
                     return
 
-    def _take_batch(self) -> tuple[bytes, int, int]:
+    def _take_batch(self) -> tuple[bytes, int, int, int, int]:
         parts: list[bytes] = []
         lines = values = 0
-        while self._chunks and (lines == 0 or lines + self._chunks[0][1]
+        first = self._chunks[0][0]
+        last = first
+        while self._chunks and (lines == 0 or lines + self._chunks[0][2]
                                 <= self.settings.batch_lines):
-            chunk, count, value_count = self._chunks.pop(0)
+            last, chunk, count, value_count = self._chunks.pop(0)
             parts.append(chunk)
             lines += count
             values += value_count
         self._chunk_lines -= lines
-        return b"".join(parts), lines, values
+        return b"".join(parts), lines, values, first, last
 
-    async def _post(self, body: bytes, lines: int, values: int) -> None:
+    async def _send(self, body: bytes) -> tuple[str, str]:
+        """One POST: ("stored" | "rejected" | "failed", detail)."""
         assert self._session is not None
-        delay = 0.25
         params = {"db": self.settings.database, "precision": "ns"}
         try:
+            async with self._session.post(f"{self.settings.url}/write", params=params,
+                                          data=body, auth=self._auth()) as response:
+                if response.status == 204:
+                    return "stored", ""
+                text = (await response.text())[:500]
+                # 4xx: bad data, retrying cannot help (partial writes keep the good points).
+                kind = "rejected" if 400 <= response.status < 500 else "failed"
+                return kind, f"{response.status}: {text}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return "failed", str(exc) or type(exc).__name__
+
+    async def _to_spool(self, body: bytes, lines: int, values: int) -> bool:
+        spool = self._spool
+        if spool is None:
+            return False
+        async with self._spool_lock:
+            stored = spool.has_room(len(body)) and await asyncio.to_thread(
+                spool.put, body, lines, values)
+            if not stored:
+                if not self.stats.spool_full:
+                    log.error("ALARM spool full (%.0f MB of %.0f MB under %s): telemetry is no "
+                              "longer acknowledged; the broker holds the backlog until "
+                              "InfluxDB takes writes again", spool.bytes / 1e6,
+                              spool.max_bytes / 1e6, spool.directory)
+                self.stats.spool_full = True
+                return False
+            self.stats.spool_full = False
+            self.stats.spooled_lines += lines
+            self.stats.spool_lines, self.stats.spool_bytes = spool.lines, spool.bytes
+        self._spool_wake.set()
+        return True
+
+    async def _post(self, body: bytes, lines: int, values: int, first: int, last: int) -> None:
+        delay = 0.25
+        try:
+            # While older batches wait in the spool, newer ones queue behind them: the
+            # backfill stores them in order.
+            if self._spool is not None and len(self._spool) \
+                    and await self._to_spool(body, lines, values):
+                self._complete(first, last)
+                return
             while True:
-                try:
-                    async with self._session.post(f"{self.settings.url}/write", params=params,
-                                                  data=body, auth=self._auth()) as response:
-                        if response.status == 204:
-                            self.stats.lines_written += lines
-                            self.stats.values_written += values
-                            self.stats.batches_written += 1
-                            return
-                        text = (await response.text())[:500]
-                        if 400 <= response.status < 500:
-                            # Partial writes store the good points; the rest cannot succeed.
-                            self.stats.rejected_lines += lines
-                            self.stats.last_error = f"{response.status}: {text}"
-                            log.error("InfluxDB rejected a batch of %d lines (%s): %s",
-                                      lines, response.status, text)
-                            return
-                        self.stats.last_error = f"{response.status}: {text}"
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    self.stats.last_error = str(exc) or type(exc).__name__
+                outcome, detail = await self._send(body)
+                if outcome == "stored":
+                    self.stats.lines_written += lines
+                    self.stats.values_written += values
+                    self.stats.batches_written += 1
+                    self._complete(first, last)
+                    return
+                self.stats.last_error = detail
+                if outcome == "rejected":
+                    self.stats.rejected_lines += lines
+                    log.error("InfluxDB rejected a batch of %d lines (%s)", lines, detail)
+                    self._complete(first, last)
+                    return
+                if await self._to_spool(body, lines, values):
+                    log.warning("InfluxDB write failed (%s); %d lines spooled to disk",
+                                detail, lines)
+                    self._complete(first, last)
+                    return
                 self.stats.retries += 1
                 log.warning("InfluxDB write failed (%s); retrying %d lines in %.1f s",
-                            self.stats.last_error, lines, delay)
+                            detail, lines, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.max_retry_delay)
         finally:
@@ -346,3 +450,39 @@ class InfluxWriter:
             async with self._space:
                 self.stats.pending_lines -= lines
                 self._space.notify_all()
+
+    async def _backfill_loop(self) -> None:
+        """Post spooled batches oldest first whenever InfluxDB takes them."""
+        spool = self._spool
+        assert spool is not None
+        delay = 0.25
+        while True:
+            entry = spool.oldest()
+            if entry is None:
+                self._spool_wake.clear()
+                await self._spool_wake.wait()
+                continue
+            batch, body = entry
+            outcome, detail = await self._send(body)
+            if outcome == "failed":
+                self.stats.last_error = detail
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._spool_wake.wait(), delay)
+                self._spool_wake.clear()
+                delay = min(delay * 2, self.settings.max_retry_delay)
+                continue
+            delay = 0.25
+            async with self._spool_lock:
+                spool.remove_oldest()
+                self.stats.spool_lines, self.stats.spool_bytes = spool.lines, spool.bytes
+            if outcome == "stored":
+                self.stats.backfilled_lines += batch.lines
+                self.stats.lines_written += batch.lines
+                self.stats.values_written += batch.values
+                if not len(spool):
+                    log.info("spool emptied: every spooled batch is in InfluxDB")
+            else:
+                self.stats.rejected_lines += batch.lines
+                log.error("InfluxDB rejected a spooled batch of %d lines (%s)",
+                          batch.lines, detail)
+

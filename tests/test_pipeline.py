@@ -157,6 +157,7 @@ def test_ingest_waits_for_an_unreachable_broker_and_reports_it(
 def test_two_ingests_share_the_load_without_duplicates(
         config: Config, tmdbs: list[Tmdb]) -> None:
     """Two ingest services in one shared group split the messages: none twice."""
+    config = replace(config, mqtt=replace(config.mqtt, shared_group="isls-ingest"))
 
     async def scenario() -> tuple[int, int, int]:
         stop = asyncio.Event()
