@@ -73,6 +73,7 @@ class SpacecraftSettings:
     name: str
     tmdb: Path
     simulator: str | None = None
+    shared_with: tuple[str, ...] = ()  # partner agencies granted its telemetry
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,13 @@ class Config:
     @property
     def archive_dir(self) -> Path:
         return self.state_dir / "archive"
+
+    def shared_with(self, spacecraft: str) -> tuple[str, ...]:
+        """Partner agencies granted this spacecraft's telemetry besides its own."""
+        for entry in self.spacecraft:
+            if entry.name == spacecraft:
+                return entry.shared_with
+        return ()
 
     @property
     def tmdb_paths(self) -> list[Path]:
@@ -340,7 +348,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     for index, entry in enumerate(raw_spacecraft):
         if not isinstance(entry, dict):
             raise ConfigError(source, f"spacecraft[{index}]", "must be a table")
-        reader = _Reader(source, entry, f"spacecraft[{index}].", {"name", "tmdb", "simulator"})
+        reader = _Reader(source, entry, f"spacecraft[{index}].",
+                         {"name", "tmdb", "simulator", "shared_with"})
         name = reader.string("name", "")
         if not name:
             raise ConfigError(source, f"spacecraft[{index}].name", "is required")
@@ -351,7 +360,12 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         if simulator not in (None, "lander", "orbiter"):
             raise ConfigError(source, f"spacecraft[{index}].simulator",
                               f"{simulator!r}: expected lander or orbiter")
-        spacecraft.append(SpacecraftSettings(name=name, tmdb=tmdb, simulator=simulator))
+        shared = entry.get("shared_with", [])
+        if not isinstance(shared, list) or not all(isinstance(a, str) and a for a in shared):
+            raise ConfigError(source, f"spacecraft[{index}].shared_with",
+                              "must be a list of agency codes, e.g. [\"cnsa\"]")
+        spacecraft.append(SpacecraftSettings(name=name, tmdb=tmdb, simulator=simulator,
+                                             shared_with=tuple(shared)))
     names = [s.name for s in spacecraft]
     if len(set(names)) != len(names):
         raise ConfigError(source, "spacecraft", f"names must be unique, got {names}")

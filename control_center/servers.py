@@ -128,16 +128,21 @@ class _ChildServer:
 class MosquittoServer(_ChildServer):
     name = "mosquitto"
 
-    def __init__(self, directory: Path, port: int, *, persistence: bool = True) -> None:
+    def __init__(self, directory: Path, port: int, *, persistence: bool = True,
+                 security: tuple[Path, Path] | None = None) -> None:
         super().__init__(directory, port)
         self.persistence = persistence
+        self.security = security  # (password file, ACL file): no anonymous clients
         self.config_path = directory / "mosquitto.conf"
 
     def write_config(self) -> None:
         lines = [
             "# Written by isls; regenerated at every start.",
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *(["allow_anonymous true"] if self.security is None else [
+                "allow_anonymous false",
+                f"password_file {self.security[0]}",
+                f"acl_file {self.security[1]}"]),
             # Started as root, Mosquitto would switch to the `mosquitto` user, which
             # cannot write persistence into our directory: sessions would not survive a
             # restart, silently.
@@ -173,9 +178,11 @@ class MosquittoServer(_ChildServer):
 class InfluxServer(_ChildServer):
     name = "influxd"
 
-    def __init__(self, directory: Path, port: int, *, rpc_port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int, *, rpc_port: int | None = None,
+                 auth: bool = False) -> None:
         super().__init__(directory, port)
         self.rpc_port = rpc_port or free_port()
+        self.auth = auth  # HTTP authentication on: every request needs an account
         self.config_path = directory / "influxdb.conf"
 
     def write_config(self) -> None:
@@ -199,6 +206,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
 [http]
   bind-address = "127.0.0.1:{self.port}"
+  auth-enabled = {'true' if self.auth else 'false'}
   log-enabled = false
   max-body-size = 0
 
@@ -231,10 +239,15 @@ bind-address = "127.0.0.1:{self.rpc_port}"
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def query(self, query: str, database: str = "isls") -> dict[str, object]:
+    def query(self, query: str, database: str = "isls", *,
+              account: tuple[str, str] | None = None) -> dict[str, object]:
         """Run InfluxQL synchronously (for tests and tools), returning the decoded JSON."""
         data = urllib.parse.urlencode({"q": query, "db": database, "epoch": "ns"}).encode()
-        with contextlib.closing(urllib.request.urlopen(f"{self.url}/query", data=data,
-                                                       timeout=30)) as response:
+        # Credentials go in the URL's query string: influxd does not read them from a
+        # form body.
+        credentials = "" if account is None else "?" + urllib.parse.urlencode(
+            {"u": account[0], "p": account[1]})
+        with contextlib.closing(urllib.request.urlopen(f"{self.url}/query{credentials}",
+                                                       data=data, timeout=30)) as response:
             result: dict[str, object] = json.loads(response.read())
         return result

@@ -14,6 +14,7 @@ engineering value; the point time is the packet's onboard time in UTC (ns).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import logging
@@ -251,12 +252,10 @@ class InfluxWriter:
     def _headers(self) -> dict[str, str]:
         if self.settings.token:
             return {"Authorization": f"Token {self.settings.token}"}
+        if self.settings.username and self.settings.password:
+            pair = f"{self.settings.username}:{self.settings.password}".encode()
+            return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
         return {}
-
-    def _auth(self) -> aiohttp.BasicAuth | None:
-        if self.settings.username and self.settings.password and not self.settings.token:
-            return aiohttp.BasicAuth(self.settings.username, self.settings.password)
-        return None
 
     # ---------------------------------------------------------------- queries
 
@@ -264,7 +263,7 @@ class InfluxWriter:
         assert self._session is not None, "use InfluxWriter as an async context manager"
         params = {"q": influxql, "db": self.settings.database, "epoch": "ns"}
         async with self._session.request(method, f"{self.settings.url}/query",
-                                         params=params, auth=self._auth()) as response:
+                                         params=params) as response:
             if response.status == 401:
                 raise ServerError(f"InfluxDB at {self.settings.url} refused the credentials "
                                   f"(401); check ISLS_INFLUX_USER / ISLS_INFLUX_PASSWORD or "
@@ -284,6 +283,14 @@ class InfluxWriter:
             try:
                 await self.query(f'CREATE DATABASE "{self.settings.database}"', method="POST")
                 return
+            except ServerError as exc:
+                if "(403)" in str(exc):
+                    # A write-only account (as it should be) may not create databases;
+                    # the administrator did. A wrong password is 401 and stops here.
+                    log.info("InfluxDB account %s may not create databases; using %r as it "
+                             "is", self.settings.username, self.settings.database)
+                    return
+                raise
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempts is not None and attempt >= attempts:
                     raise ServerError(f"InfluxDB at {self.settings.url} is unreachable after "
@@ -379,7 +386,7 @@ class InfluxWriter:
         params = {"db": self.settings.database, "precision": "ns"}
         try:
             async with self._session.post(f"{self.settings.url}/write", params=params,
-                                          data=body, auth=self._auth()) as response:
+                                          data=body) as response:
                 if response.status == 204:
                     return "stored", ""
                 text = (await response.text())[:500]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,14 @@ from typing import TextIO
 
 from control_center.config import Config, LinkSettings
 from control_center.ingest import IngestService, wait_subscribed
+from control_center.security import (
+    INGEST,
+    account_settings,
+    influx_accounts,
+    provision_influx,
+    simulator_account,
+    write_broker_security,
+)
 from control_center.servers import InfluxServer, MosquittoServer
 from control_center.terminal import LiveText
 from control_center.tmdb import Tmdb
@@ -35,18 +44,33 @@ log = logging.getLogger("isls.up")
 
 
 @contextlib.contextmanager
-def local_servers(config: Config) -> Iterator[Config]:
-    """Start the servers the configuration does not name; yield the config that uses them."""
+def local_servers(config: Config, tmdbs: list[Tmdb]) -> Iterator[Config]:
+    """Start the servers the configuration does not name; yield the config that uses them.
+
+    When the broker accounts have passwords (``control_center/security.py``), the local
+    broker refuses anonymous clients, checks the generated ACL, and the ingest of this
+    run connects as ``isls-ingest``."""
     stack = contextlib.ExitStack()
     with stack:
         if not config.mqtt.external:
-            broker = MosquittoServer(config.state_dir / "mosquitto", config.mqtt.port)
+            directory = config.state_dir / "mosquitto"
+            security = write_broker_security(directory / "security", config, tmdbs,
+                                             os.environ)
+            broker = MosquittoServer(directory, config.mqtt.port, security=security)
             stack.enter_context(broker)
-            log.info("started mosquitto on 127.0.0.1:%d (data %s)", broker.port, broker.directory)
+            log.info("started mosquitto on 127.0.0.1:%d (data %s, %s)", broker.port,
+                     broker.directory, "accounts and ACL on" if security else "anonymous")
+            if security is not None:
+                config = replace(config, mqtt=account_settings(config, INGEST))
         if not config.influx.external:
-            database = InfluxServer(config.state_dir / "influxdb", config.influx.port)
+            users = influx_accounts(os.environ, config)
+            database = InfluxServer(config.state_dir / "influxdb", config.influx.port,
+                                    auth=users is not None)
             stack.enter_context(database)
-            log.info("started influxd on %s (data %s)", database.url, database.directory)
+            if users is not None:
+                provision_influx(database.query, config.influx.database, users)
+            log.info("started influxd on %s (data %s, %s)", database.url, database.directory,
+                     "accounts on: the ingest writes only" if users else "no authentication")
         yield config
 
 
@@ -175,7 +199,8 @@ async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
                 model = make_model(spacecraft.simulator, seed + index)
                 generator = PacketGenerator(model, by_name[spacecraft.name])
                 simulators.append(SimulatorService(
-                    generator, config.mqtt, speed=config.simulator.speed,
+                    generator, account_settings(config, simulator_account(spacecraft.name)),
+                    speed=config.simulator.speed,
                     publish_interval=config.simulator.publish_interval))
         sim_tasks = [asyncio.create_task(s.run(sim_stop)) for s in simulators]
         sim_tasks += [asyncio.create_task(s.run(sim_stop)) for s in serial_simulators]
@@ -218,7 +243,7 @@ def up(config: Config, tmdbs: list[Tmdb], *, duration: float | None, simulate: b
     if dashboards_dir is not None:
         refresh_dashboards(config, tmdbs, dashboards_dir)
     with contextlib.ExitStack() as stack:
-        running = stack.enter_context(local_servers(config))
+        running = stack.enter_context(local_servers(config, tmdbs))
         hil_run: tuple[HilSettings, str] | None = None
         if hil is not None:
             directory = config.state_dir / "hil"

@@ -82,6 +82,39 @@ def test_up_duration_runs_everything_stores_data_and_leaves_nothing_running(
         assert 200 <= nav <= 250, nav
 
 
+def test_up_with_credentials_locks_both_servers_and_still_runs(tmp_path: Path) -> None:
+    """Passwords for every broker account and InfluxDB: `isls up` writes the broker's
+    password and ACL files (no anonymous clients), turns on InfluxDB authentication with
+    a write-only ingest account and a read-only reader, and the pipeline still runs."""
+    from control_center.config import load_config
+    from control_center.security import accounts
+    from control_center.tmdb import load_tmdbs
+
+    mqtt_port, influx_port = free_port(), free_port()
+    config_path = _local_config(tmp_path, mqtt_port, influx_port)
+    loaded = load_config(config_path, {})
+    names = [a.name for a in accounts(loaded, load_tmdbs(loaded.tmdb_paths))]
+    secrets = {"ISLS_MQTT_PASSWORD_" + n.upper().replace("-", "_"): f"pw-{n}" for n in names}
+    env = _env(**secrets, ISLS_INFLUX_ADMIN_PASSWORD="admin-pw", ISLS_INFLUX_USER="isls_ingest",
+               ISLS_INFLUX_PASSWORD="ingest-pw", ISLS_INFLUX_READER_PASSWORD="reader-pw")
+    result = subprocess.run([*ISLS, "--config", str(config_path), "up", "--duration", "4"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stopped cleanly" in result.stdout
+    state = tmp_path / "state"
+    acl = (state / "mosquitto" / "security" / "acl").read_text()
+    assert "user agency-cnsa\ntopic read isls/orbiter/#" in acl
+    passwd = (state / "mosquitto" / "security" / "passwd").read_text()
+    assert "pw-" not in passwd and "isls-ingest:" in passwd
+    assert "allow_anonymous false" in (state / "mosquitto" / "mosquitto.conf").read_text()
+    for secret in [*secrets.values(), "admin-pw", "ingest-pw", "reader-pw"]:
+        assert secret not in result.stdout + result.stderr  # never logged
+    with InfluxServer(state / "influxdb", free_port(), auth=True) as influxd:
+        stored = influxd.query('SELECT count("altitude") FROM "lander_nav"', "isls",
+                               account=("grafana", "reader-pw"))
+        assert stored["results"][0]["series"][0]["values"][0][1] > 0  # type: ignore[index]
+
+
 def test_standalone_ingest_and_simulator_processes(
         mosquitto: MosquittoServer, influxd: InfluxServer, database: str,
         tmp_path: Path) -> None:
