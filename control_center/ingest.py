@@ -102,11 +102,16 @@ class Decoder:
     """
 
     def __init__(self, tmdbs: Iterable[Tmdb], *, batch_packets: int = 2000,
-                 batch_interval: float = 0.1, stats: IngestStats | None = None) -> None:
+                 batch_interval: float = 0.1, stats: IngestStats | None = None,
+                 max_future_days: float = 366.0) -> None:
         self.stats = stats or IngestStats()
         self.batch_packets = batch_packets
         self.batch_interval = batch_interval
         self.max_batch = 4 * batch_packets
+        # An onboard time this far past the clock is corrupt (a flipped bit of the CUC
+        # coarse time is years): counted and skipped, or it would sit on every
+        # dashboard's "now" for years.
+        self.max_future_ns = int(max_future_days * 86400 * 1e9)
         self._codecs: dict[str, dict[int, PacketCodec]] = {}
         self._lengths: dict[str, dict[int, int]] = {}
         self._crc: dict[str, frozenset[int]] = {}
@@ -177,6 +182,15 @@ class Decoder:
                     batch = replace(batch, times_ns=batch.times_ns + shift_ns)
                 if source != "live" or pass_id:
                     batch = replace(batch, source=source, pass_id=pass_id)
+                future = batch.times_ns > time.time_ns() + self.max_future_ns
+                if future.any():
+                    self.count_error("future_time", int(future.sum()),
+                                     f"{spacecraft} {batch.packet.name}: onboard time more than "
+                                     f"{self.max_future_ns / 86400e9:.0f} days ahead of the "
+                                     f"clock")
+                    batch = batch.take(np.flatnonzero(~future))
+                    if not len(batch):
+                        continue
                 self.stats.packets[spacecraft] += len(batch)
                 self.stats.packets_by_type[f"{spacecraft}/{batch.packet.name}"] += len(batch)
                 self.stats.values[spacecraft] += len(batch) * len(batch.packet.parameters)
