@@ -1,15 +1,20 @@
 """Fuzzing the decoders and deframers: any input is counted and skipped, never a crash,
 and a good packet after the garbage is still decoded.
 
-The suite runs a fixed budget (ISLS_FUZZ_EXAMPLES, 150 by default); a longer campaign:
+The suite runs a fixed budget (ISLS_FUZZ_EXAMPLES, 150 by default, and the
+atheris harness: 20,000 runs); longer campaigns:
 
     ISLS_FUZZ_EXAMPLES=20000 .venv/bin/pytest -q tests/test_fuzz.py
+    .venv/bin/python fuzz/fuzz_decoders.py -max_total_time=600
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +28,7 @@ from drivers.cobs import CobsDeframer, cobs_frame
 from drivers.mqtt import RawMessage
 from drivers.tm_frames import TmDeframer, TmFramer
 
+ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("ISLS_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -125,3 +131,14 @@ def test_alarm_commands_of_any_bytes_are_counted(config: object, tmdbs: list[Tmd
     except ValueError:
         valid = False
     assert service.decoder.stats.errors.get("bad_command", 0) == (0 if valid else 1)
+
+
+def test_atheris_campaign_finds_nothing(tmp_path: Path) -> None:
+    """Coverage-guided (libFuzzer) over the decoder and both deframers, fixed budget."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / "fuzz_decoders.py"), "-runs=20000", "-seed=1",
+         f"-artifact_prefix={tmp_path}/"], cwd=ROOT, capture_output=True, text=True,
+        timeout=240, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Done 20000 runs" in result.stderr
+    assert not list(tmp_path.glob("crash-*"))
