@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from control_center.config import Config, load_config
@@ -153,3 +154,22 @@ async def run_pipeline(config: Config, tmdbs: list[Tmdb], duration: float, speed
     stop.set()
     await ingest_task
     return ingest, simulators
+
+
+def lander_nav_messages(tmdb: Tmdb, count: int, per_message: int,
+                        first: int = 0) -> list[bytes]:
+    """``count`` messages of ``per_message`` lander_nav packets, every packet its own
+    onboard time (2^-13 s apart, from the ``first`` message's), values steady."""
+    from control_center.codec import PacketCodec
+    from control_center.packets import CucTime
+
+    packet = tmdb.packet("lander_nav")
+    codec = PacketCodec(tmdb.spacecraft, packet)
+    n = count * per_message
+    start = CucTime.from_unix(1_800_000_000)
+    ticks = (np.arange(n, dtype=np.int64) + first * per_message) * 8
+    values = {p.name: np.ones(n) for p in packet.parameters if not p.overlay}
+    blob = codec.encode(values, coarse=start.coarse + ticks // 65536, fine=ticks % 65536,
+                        sequence_counts=np.arange(n) % 16384)
+    size = per_message * packet.length
+    return [blob[i * size:(i + 1) * size] for i in range(count)]

@@ -11,32 +11,15 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from control_center.codec import PacketCodec
 from control_center.config import Config
 from control_center.ingest import RECEIVE_MAXIMUM, IngestService, wait_subscribed
-from control_center.packets import CucTime
 from control_center.servers import InfluxServer, free_port
 from control_center.tmdb import Tmdb
 from drivers.mqtt import make_client, raw_topic
-from tests.conftest import count_points, wait_for_async
+from tests.conftest import count_points, lander_nav_messages, wait_for_async
 
 MESSAGES = 2_500
 PER_MESSAGE = 100  # 250,000 packets in all
-
-
-def _messages(tmdb: Tmdb) -> list[bytes]:
-    packet = tmdb.packet("lander_nav")
-    codec = PacketCodec(tmdb.spacecraft, packet)
-    n = MESSAGES * PER_MESSAGE
-    start = CucTime.from_unix(1_800_000_000)
-    ticks = np.arange(n, dtype=np.int64) * 8  # a packet every 2^-13 s
-    values = {p.name: np.zeros(n) for p in packet.parameters if not p.overlay}
-    blob = codec.encode(values, coarse=start.coarse + ticks // 65536, fine=ticks % 65536,
-                        sequence_counts=np.arange(n) % 16384)
-    size = PER_MESSAGE * packet.length
-    return [blob[i * size:(i + 1) * size] for i in range(MESSAGES)]
 
 
 def test_a_stalled_database_holds_the_backlog_at_the_broker(
@@ -47,7 +30,7 @@ def test_a_stalled_database_holds_the_backlog_at_the_broker(
         settings = replace(config, influx=replace(config.influx, url=server.url,
                                                   database="stalled"),
                            ingest=replace(config.ingest, queue_messages=10))
-        messages = _messages(tmdbs[0])
+        messages = lander_nav_messages(tmdbs[0], MESSAGES, PER_MESSAGE)
         assert server.process is not None
         pid = server.process.pid
 

@@ -10,32 +10,24 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from control_center.codec import PacketCodec
 from control_center.config import Config
 from control_center.ingest import IngestService, wait_subscribed
-from control_center.packets import CucTime
 from control_center.servers import InfluxServer, MosquittoServer, free_port
 from control_center.tmdb import Tmdb
 from drivers.mqtt import make_client, param_topic, raw_topic
-from tests.conftest import count_points, start_isls, wait_for, wait_for_async
+from tests.conftest import (
+    count_points,
+    lander_nav_messages,
+    start_isls,
+    wait_for,
+    wait_for_async,
+)
 
 PER_MESSAGE = 59  # 0.1 s of lander_nav at 10,000 values/s (17 values a packet)
 
 
 def lander_messages(tmdb: Tmdb, count: int, first: int = 0) -> list[bytes]:
-    """``count`` messages of PER_MESSAGE lander_nav packets, every packet its own time."""
-    packet = tmdb.packet("lander_nav")
-    codec = PacketCodec(tmdb.spacecraft, packet)
-    n = count * PER_MESSAGE
-    start = CucTime.from_unix(1_800_000_000)
-    ticks = (np.arange(n, dtype=np.int64) + first * PER_MESSAGE) * 8  # 2^-13 s apart
-    values = {p.name: np.ones(n) for p in packet.parameters if not p.overlay}
-    blob = codec.encode(values, coarse=start.coarse + ticks // 65536, fine=ticks % 65536,
-                        sequence_counts=np.arange(n) % 16384)
-    size = PER_MESSAGE * packet.length
-    return [blob[i * size:(i + 1) * size] for i in range(count)]
+    return lander_nav_messages(tmdb, count, PER_MESSAGE, first)
 
 
 def test_influxdb_down_for_30_s_every_value_stored_exactly_once(
