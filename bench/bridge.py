@@ -37,6 +37,8 @@ from pathlib import Path
 
 import yaml
 
+from control_center.servers import stop_child
+
 # The tool calls ``paho.mqtt.client.Client()`` with v1 callbacks, written for paho 1.x,
 # but requires only ``paho-mqtt>=1.0``: paho 2.0.0 made the callback API version a
 # required argument (TypeError at start), 2.1+ default to the deprecated v1 API (works
@@ -139,11 +141,4 @@ def stop_bridge(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     SIGINT first: its CLI catches KeyboardInterrupt and exits 0 (it buffers nothing, each
     message is written before the next is read); SIGKILL if it does not go in time.
     """
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
+    return stop_child(proc, signum=signal.SIGINT, timeout=timeout)

@@ -60,7 +60,12 @@ sys.path.insert(0, str(ROOT))  # run as a script: make the bench package importa
 from bench import bridge  # noqa: E402
 from control_center.codec import PacketCodec  # noqa: E402
 from control_center.packets import split_packets  # noqa: E402
-from control_center.servers import InfluxServer, MosquittoServer, free_port  # noqa: E402
+from control_center.servers import (  # noqa: E402
+    InfluxServer,
+    MosquittoServer,
+    free_port,
+    stop_child,
+)
 from control_center.storage import format_lines  # noqa: E402
 from control_center.tmdb import PacketDef, load_tmdbs  # noqa: E402
 from drivers.mqtt import raw_properties, raw_topic  # noqa: E402
@@ -361,13 +366,7 @@ def start_ingest(work: Path, broker: MosquittoServer, influxd: InfluxServer, con
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_child(process, timeout=timeout)  # an ingest drains and flushes on SIGTERM
 
 
 async def warm_up(client: aiomqtt.Client, influx: Influx,

@@ -96,14 +96,8 @@ class _ChildServer:
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        if process is not None:
+            stop_child(process, timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL, for tests of crash recovery."""
@@ -123,6 +117,20 @@ class _ChildServer:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.stop()
+
+
+def stop_child(process: subprocess.Popen[bytes], *, signum: int = signal.SIGTERM,
+               timeout: float = 15.0) -> int:
+    """Ask a child process to stop (``signum``), SIGKILL it if it has not within
+    ``timeout`` seconds; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return process.returncode
 
 
 class MosquittoServer(_ChildServer):
