@@ -677,10 +677,13 @@ def health_line(identifier: str, stats: IngestStats, waiting: int, unread: int,
         "waiting_packets": waiting,
         "pending_lines": writer.pending_lines, "lines_written": writer.lines_written,
         "values_written": writer.values_written, "write_retries": writer.retries,
-        "rejected_lines": writer.rejected_lines,
+        "rejected_lines": writer.rejected_lines, "spooled_lines": writer.spooled_lines,
+        "backfilled_lines": writer.backfilled_lines, "spool_lines": writer.spool_lines,
+        "spool_bytes": writer.spool_bytes,
     }
     text = ",".join(f"{name}={value}i" for name, value in fields.items())
     return (f"ingest,ingest={escape_tag(identifier)} {text},"
+            f"spool_full={'true' if writer.spool_full else 'false'},"
             f"peak_memory_mb={_resident_mb()!r} {now_ns}\n")
 
 

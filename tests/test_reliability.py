@@ -75,6 +75,11 @@ def test_influxdb_down_for_30_s_every_value_stored_exactly_once(
         # would change the count.
         assert count_points(server, "outage", "lander_nav") == total
         assert not list((settings.state_dir / "spool").glob("*.lp"))
+        # The health point told the story: lines spooled, and all of them backfilled.
+        health = server.query('SELECT LAST("spooled_lines"), LAST("backfilled_lines"), '
+                              'LAST("spool_lines") FROM "ingest"', "outage")
+        spooled, backfilled, left = health["results"][0]["series"][0]["values"][0][1:]  # type: ignore[index]
+        assert spooled == backfilled == writer.stats.spooled_lines and left == 0
     finally:
         server.stop()
 
