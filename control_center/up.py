@@ -109,6 +109,13 @@ class StatusDisplay:
             lines.append(f"  influxdb   {writer.values_written:>10} values written, "
                          f"{writer.pending_lines} lines pending, {writer.retries} retries, "
                          f"{stats.queue_depth} messages queued for decoding")
+            if writer.spool_lines or writer.spooled_lines or writer.spool_full:
+                # InfluxDB failed at some point: say where the telemetry is.
+                lines.append(f"  spool      {writer.spool_lines} lines waiting on disk "
+                             f"({writer.spool_bytes / 1e6:.1f} MB), {writer.spooled_lines} "
+                             f"spooled, {writer.backfilled_lines} backfilled"
+                             + ("  ALARM: SPOOL FULL, the broker holds the rest"
+                                if writer.spool_full else ""))
         for link in self.ingest.links:
             figures = link.snapshot()
             state = "LOCKED" if figures.get("locked") else (

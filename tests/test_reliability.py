@@ -181,3 +181,23 @@ def test_sigkill_loses_no_acknowledged_telemetry(
         if first.poll() is None:
             first.kill()
         server.stop()
+
+
+def test_the_status_line_says_where_the_telemetry_is(config: Config, tmdbs: list[Tmdb]) -> None:
+    """`isls up` shows the spool once InfluxDB has failed, and the alarm when it is full."""
+    import io
+
+    from control_center.storage import InfluxWriter
+    from control_center.up import StatusDisplay
+
+    ingest = IngestService(config, tmdbs, archive=False)
+    writer = InfluxWriter(config.influx)
+    ingest.writer = writer
+    display = StatusDisplay(ingest, [], io.StringIO())
+    assert not any("spool" in line for line in display.render())  # quiet while all is well
+    writer.stats.spooled_lines, writer.stats.backfilled_lines = 3000, 1800
+    writer.stats.spool_lines, writer.stats.spool_bytes = 1200, 500_000
+    writer.stats.spool_full = True
+    spool = [line for line in display.render() if line.strip().startswith("spool")]
+    assert spool == ["  spool      1200 lines waiting on disk (0.5 MB), 3000 spooled, 1800 "
+                     "backfilled  ALARM: SPOOL FULL, the broker holds the rest"]
