@@ -58,12 +58,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make the bench package importable
 
 from bench import bridge  # noqa: E402
-from control_center.codec import PacketCodec  # noqa: E402
+from control_center.codec import DecodedBatch, PacketCodec  # noqa: E402
 from control_center.packets import split_packets  # noqa: E402
 from control_center.servers import (  # noqa: E402
     InfluxServer,
     MosquittoServer,
     free_port,
+    peak_memory_mb,
     stop_child,
 )
 from control_center.storage import format_lines  # noqa: E402
@@ -136,10 +137,16 @@ def build_step(packet: PacketDef, codec: PacketCodec, index: int, values_per_sec
     bounds = [*range(0, n, per_message), n]
     messages = [octets[a * length:b * length] for a, b in itertools.pairwise(bounds)]
     # The stored time of each packet, from the ingest's own decoder.
-    split = split_packets(octets, check_crc=frozenset(), lengths={packet.apid: length})
-    times = codec.decode_packets(split.by_apid[packet.apid],
-                                 np.zeros(n, dtype=np.int64)).times_ns
+    times = decode(codec, octets).times_ns
     return Step(values_per_second, n, messages, bounds, times.astype(np.int64))
+
+
+def decode(codec: PacketCodec, octets: bytes) -> DecodedBatch:
+    """Back-to-back packets of the codec's type, decoded as the ingest decodes them."""
+    packet = codec.packet
+    split = split_packets(octets, check_crc=frozenset(), lengths={packet.apid: packet.length})
+    packets = split.by_apid[packet.apid]
+    return codec.decode_packets(packets, np.zeros(len(packets), dtype=np.int64))
 
 
 # --------------------------------------------------------------------------- InfluxDB
@@ -216,13 +223,6 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-
-def peak_memory_mb(pid: int) -> float:
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def paced_publish(count: int, interval: float,
@@ -447,9 +447,7 @@ async def ceiling(influxd: InfluxServer, lines_total: int, writers: int, index: 
     packet, codec = lander_nav()
     step = build_step(packet, codec, 100 + index, lines_total * len(packet.parameters), 1.0,
                       1000.0, 99)
-    octets = b"".join(step.messages)
-    split = split_packets(octets, check_crc=frozenset(), lengths={packet.apid: packet.length})
-    batch = codec.decode_packets(split.by_apid[packet.apid], np.zeros(step.packets, np.int64))
+    batch = decode(codec, b"".join(step.messages))
     text = format_lines(batch, {"spacecraft": "lander", "source": "ceiling"})
     lines = text.splitlines(keepends=True)
     bodies = [b"".join(lines[i:i + 5000]) for i in range(0, len(lines), 5000)]
@@ -508,10 +506,7 @@ async def bridge_steps(args: argparse.Namespace, broker: MosquittoServer,
 
 def json_messages(step: Step, codec: PacketCodec, names: list[str]) -> list[bytes]:
     """The step's packets decoded to engineering values, one JSON object per packet."""
-    octets = b"".join(step.messages)
-    packet = codec.packet
-    split = split_packets(octets, check_crc=frozenset(), lengths={packet.apid: packet.length})
-    batch = codec.decode_packets(split.by_apid[packet.apid], np.zeros(step.packets, np.int64))
+    batch = decode(codec, b"".join(step.messages))
     columns = [np.asarray(batch.values[n]).tolist() for n in names]
     times = batch.times_ns.tolist()
     return [json.dumps({"time": t, **dict(zip(names, row, strict=True))},

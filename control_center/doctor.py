@@ -21,8 +21,9 @@ import aiohttp
 import aiomqtt
 
 from control_center.config import Config
-from control_center.errors import IslsError
+from control_center.errors import IslsError, ServerError
 from control_center.spool import Spool
+from control_center.storage import InfluxWriter, influx_headers
 from control_center.tmdb import load_tmdbs
 from drivers.mqtt import TOPIC_ROOT, make_client
 
@@ -62,51 +63,37 @@ async def _broker(config: Config) -> Check:
 
 async def _influx(config: Config) -> list[Check]:
     settings = config.influx
-    auth = aiohttp.BasicAuth(settings.username, settings.password) \
-        if settings.username and settings.password and not settings.token else None
-    headers = {"Authorization": f"Token {settings.token}"} if settings.token else {}
     checks: list[Check] = []
     timeout = aiohttp.ClientTimeout(total=10)
     try:
-        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+        async with aiohttp.ClientSession(timeout=timeout,
+                                         headers=influx_headers(settings)) as session:
             before = time.time()
             async with session.get(f"{settings.url}/ping") as response:
                 after = time.time()
                 version = response.headers.get("X-Influxdb-Version", "unknown version")
                 date = response.headers.get("Date")
-            checks.append(Check("influxdb", "OK", f"{settings.url}: InfluxDB {version}"))
-            if date:
-                server = email.utils.parsedate_to_datetime(date).timestamp()
-                offset = (before + after) / 2 - server
-                status = "OK" if abs(offset) < CLOCK_WARN_SECONDS else "WARN"
-                checks.append(Check("clock", status, f"this machine is {offset:+.1f} s from "
-                                    f"InfluxDB's clock (±1 s resolution); onboard times are "
-                                    f"converted here, so keep both on NTP"))
-            point = f"doctor,host={os.uname().nodename.replace(' ', '_')} ok=true " \
-                    f"{time.time_ns()}\n"
-            created = ""
-            for attempt in range(2):
-                async with session.post(f"{settings.url}/write", auth=auth,
-                                        params={"db": settings.database, "precision": "ns"},
-                                        data=point.encode()) as response:
-                    code, text = response.status, (await response.text())[:200]
-                if code == 404 and "database not found" in text and not attempt:
-                    # A deployment before its first ingest: create it, as the ingest would.
-                    async with session.post(f"{settings.url}/query", auth=auth, params={
-                            "q": f'CREATE DATABASE "{settings.database}"'}) as response:
-                        if response.status == 200:
-                            created = " (created it, as the ingest would)"
-                            continue
-                break
-            if code == 204:
-                checks.append(Check("influxdb write", "OK",
-                                    f"database {settings.database!r} takes writes{created}"))
-            else:
-                hint = " (check ISLS_INFLUX_USER / ISLS_INFLUX_PASSWORD or " \
-                       "ISLS_INFLUX_TOKEN)" if code in (401, 403) else ""
-                checks.append(Check("influxdb write", "FAIL",
-                                    f"database {settings.database!r}: {code} "
-                                    f"{text.strip()}{hint}"))
+        checks.append(Check("influxdb", "OK", f"{settings.url}: InfluxDB {version}"))
+        if date:
+            server = email.utils.parsedate_to_datetime(date).timestamp()
+            offset = (before + after) / 2 - server
+            status = "OK" if abs(offset) < CLOCK_WARN_SECONDS else "WARN"
+            checks.append(Check("clock", status, f"this machine is {offset:+.1f} s from "
+                                f"InfluxDB's clock (±1 s resolution); onboard times are "
+                                f"converted here, so keep both on NTP"))
+        point = f"doctor,host={os.uname().nodename.replace(' ', '_')} ok=true {time.time_ns()}\n"
+        async with InfluxWriter(settings) as writer:
+            # As the ingest does at start: create the database if this account may.
+            await writer.ensure_database(attempts=1)
+            outcome, detail = await writer.send(point.encode())
+        if outcome == "stored":
+            checks.append(Check("influxdb write", "OK",
+                                f"database {settings.database!r} takes writes"))
+        else:
+            checks.append(Check("influxdb write", "FAIL",
+                                f"database {settings.database!r}: {detail.strip()}"))
+    except ServerError as exc:
+        checks.append(Check("influxdb write", "FAIL", str(exc)))
     except (aiohttp.ClientError, TimeoutError) as exc:
         checks.append(Check("influxdb", "FAIL", f"{settings.url}: {exc or type(exc).__name__}"))
     return checks

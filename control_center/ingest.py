@@ -40,6 +40,7 @@ from control_center.codec import DecodedBatch, PacketCodec
 from control_center.config import Config, LinkSettings
 from control_center.monitoring import Event, Monitor, alarm_json, alarm_line, event_json, event_line
 from control_center.packets import split_packets
+from control_center.servers import peak_memory_mb
 from control_center.spool import Spool
 from control_center.storage import InfluxWriter, WriterStats, escape_tag, format_lines
 from control_center.tmdb import Tmdb
@@ -64,8 +65,10 @@ from drivers.serial import PacketSink, SerialLinkSource
 
 log = logging.getLogger("isls.ingest")
 
-# Unacknowledged QoS 1 messages the broker may send one ingest: 2 s of a 20 ms-message
-# stream, 25 MiB of 256 KiB replay bundles. Beyond it the backlog waits at the broker.
+# Unacknowledged QoS 1 messages the broker may send one ingest. Messages are
+# acknowledged once stored, so this is the whole pipeline's depth: 20 s of a 20 ms-message
+# stream, 250 MiB at most of 256 KiB replay bundles. Beyond it the backlog waits at the
+# broker.
 RECEIVE_MAXIMUM = 1000
 # Live output (tm/param, alarms, events) waiting for the broker, at most.
 OUTBOX_MAX_BYTES = 16 << 20
@@ -349,9 +352,9 @@ class IngestService:
                  sum(self.stats.packets.values()), dict(self.stats.errors) or "none")
 
     async def _read_session(self, stop_reading: asyncio.Event) -> None:
-        # No limit on aiomqtt's own queue: at its limit it discards messages it has
-        # already acknowledged to the broker. The bound is our queue: when the decoder
-        # is behind, put() waits and the reader stops taking messages.
+        # No limit on aiomqtt's own queue (at its limit it would discard messages): the
+        # broker sends at most RECEIVE_MAXIMUM unacknowledged ones, and this ingest
+        # acknowledges only what it has stored.
         client = make_client(self.config.mqtt, self.identifier, manual_ack=True,
                              receive_maximum=RECEIVE_MAXIMUM, clean_start=False,
                              session_expiry=self.config.mqtt.session_expiry)
@@ -655,17 +658,6 @@ def link_line(figures: dict[str, object], now_ns: int) -> str:
             f"spacecraft={escape_tag(str(figures['spacecraft']))} {','.join(fields)} {now_ns}\n")
 
 
-def _resident_mb() -> float:
-    """Peak resident memory of this process (VmHWM), in MiB; 0 where /proc is absent."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
 
 def health_line(identifier: str, stats: IngestStats, waiting: int, unread: int,
                 writer: WriterStats, now_ns: int) -> str:
@@ -684,7 +676,7 @@ def health_line(identifier: str, stats: IngestStats, waiting: int, unread: int,
     text = ",".join(f"{name}={value}i" for name, value in fields.items())
     return (f"ingest,ingest={escape_tag(identifier)} {text},"
             f"spool_full={'true' if writer.spool_full else 'false'},"
-            f"peak_memory_mb={_resident_mb()!r} {now_ns}\n")
+            f"peak_memory_mb={peak_memory_mb()!r} {now_ns}\n")
 
 
 async def wait_subscribed(service: IngestService, timeout: float = 15.0) -> None:

@@ -147,6 +147,16 @@ def format_lines_reference(batch: DecodedBatch, tags: Mapping[str, str]) -> byte
     return "".join(out).encode()
 
 
+def influx_headers(settings: InfluxSettings) -> dict[str, str]:
+    """The Authorization header for the configured token (2.x/3.x) or account (1.x)."""
+    if settings.token:
+        return {"Authorization": f"Token {settings.token}"}
+    if settings.username and settings.password:
+        pair = f"{settings.username}:{settings.password}".encode()
+        return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+    return {}
+
+
 @dataclass(slots=True)
 class WriterStats:
     lines_written: int = 0
@@ -196,8 +206,8 @@ class InfluxWriter:
         self._stored_upto = -1
         self._done: dict[int, int] = {}  # first id -> last id of finished posts past it
         self._marks: deque[tuple[int, int]] = deque()  # (last chunk id, token)
-        if spool is not None:
-            self.stats.spool_lines, self.stats.spool_bytes = spool.lines, spool.bytes
+        self._progress = asyncio.Event()  # set whenever _stored_upto moves
+        self._note_spool()
         self._chunk_lines = 0
         self._space = asyncio.Condition()
         self._max_pending = max_pending_lines
@@ -212,7 +222,8 @@ class InfluxWriter:
 
     async def __aenter__(self) -> InfluxWriter:
         timeout = aiohttp.ClientTimeout(total=30)
-        self._session = aiohttp.ClientSession(timeout=timeout, headers=self._headers())
+        self._session = aiohttp.ClientSession(timeout=timeout,
+                                              headers=influx_headers(self.settings))
         self._flusher = asyncio.create_task(self._flush_loop(), name="influx-flush")
         if self._spool is not None:
             self._backfill = asyncio.create_task(self._backfill_loop(), name="influx-backfill")
@@ -249,13 +260,6 @@ class InfluxWriter:
             await self._session.close()
             self._session = None
 
-    def _headers(self) -> dict[str, str]:
-        if self.settings.token:
-            return {"Authorization": f"Token {self.settings.token}"}
-        if self.settings.username and self.settings.password:
-            pair = f"{self.settings.username}:{self.settings.password}".encode()
-            return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
-        return {}
 
     # ---------------------------------------------------------------- queries
 
@@ -321,27 +325,30 @@ class InfluxWriter:
     def mark(self, token: int) -> None:
         """Call ``on_stored(token)`` once everything written so far is in InfluxDB or in
         the spool (at once if it already is). Tokens must not decrease."""
-        last = self._next_chunk - 1
-        if last <= self._stored_upto:
-            if self._on_stored is not None:
-                self._on_stored(token)
-        else:
-            self._marks.append((last, token))
+        self._marks.append((self._next_chunk - 1, token))
+        self._release_marks()
 
     async def drained(self, timeout: float) -> bool:
         """Wait until everything written so far is stored or spooled; False on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout
         while self._stored_upto < self._next_chunk - 1:
-            if asyncio.get_running_loop().time() > deadline:
+            self._progress.clear()
+            self._wake.set()  # post what waits for a batch now
+            try:
+                await asyncio.wait_for(self._progress.wait(),
+                                       deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
                 return False
-            self._wake.set()
-            await asyncio.sleep(0.02)  # the posts in flight finish on their own time
         return True
 
     def _complete(self, first: int, last: int) -> None:
         self._done[first] = last
         while self._stored_upto + 1 in self._done:
             self._stored_upto = self._done.pop(self._stored_upto + 1)
+        self._progress.set()
+        self._release_marks()
+
+    def _release_marks(self) -> None:
         while self._marks and self._marks[0][0] <= self._stored_upto:
             token = self._marks.popleft()[1]
             if self._on_stored is not None:
@@ -380,7 +387,7 @@ class InfluxWriter:
         self._chunk_lines -= lines
         return b"".join(parts), lines, values, first, last
 
-    async def _send(self, body: bytes) -> tuple[str, str]:
+    async def send(self, body: bytes) -> tuple[str, str]:
         """One POST: ("stored" | "rejected" | "failed", detail)."""
         assert self._session is not None
         params = {"db": self.settings.database, "precision": "ns"}
@@ -396,14 +403,16 @@ class InfluxWriter:
         except (aiohttp.ClientError, TimeoutError) as exc:
             return "failed", str(exc) or type(exc).__name__
 
+    def _note_spool(self) -> None:
+        if self._spool is not None:
+            self.stats.spool_lines, self.stats.spool_bytes = self._spool.lines, self._spool.bytes
+
     async def _to_spool(self, body: bytes, lines: int, values: int) -> bool:
         spool = self._spool
         if spool is None:
             return False
         async with self._spool_lock:
-            stored = spool.has_room(len(body)) and await asyncio.to_thread(
-                spool.put, body, lines, values)
-            if not stored:
+            if not await asyncio.to_thread(spool.put, body, lines, values):
                 if not self.stats.spool_full:
                     log.error("ALARM spool full (%.0f MB of %.0f MB under %s): telemetry is no "
                               "longer acknowledged; the broker holds the backlog until "
@@ -413,7 +422,7 @@ class InfluxWriter:
                 return False
             self.stats.spool_full = False
             self.stats.spooled_lines += lines
-            self.stats.spool_lines, self.stats.spool_bytes = spool.lines, spool.bytes
+            self._note_spool()
         self._spool_wake.set()
         return True
 
@@ -427,7 +436,7 @@ class InfluxWriter:
                 self._complete(first, last)
                 return
             while True:
-                outcome, detail = await self._send(body)
+                outcome, detail = await self.send(body)
                 if outcome == "stored":
                     self.stats.lines_written += lines
                     self.stats.values_written += values
@@ -470,7 +479,7 @@ class InfluxWriter:
                 await self._spool_wake.wait()
                 continue
             batch, body = entry
-            outcome, detail = await self._send(body)
+            outcome, detail = await self.send(body)
             if outcome == "failed":
                 self.stats.last_error = detail
                 with contextlib.suppress(TimeoutError):
@@ -481,7 +490,7 @@ class InfluxWriter:
             delay = 0.25
             async with self._spool_lock:
                 spool.remove_oldest()
-                self.stats.spool_lines, self.stats.spool_bytes = spool.lines, spool.bytes
+                self._note_spool()
             if outcome == "stored":
                 self.stats.backfilled_lines += batch.lines
                 self.stats.lines_written += batch.lines
