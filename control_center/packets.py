@@ -180,24 +180,31 @@ class SplitResult:
 
 
 def split_packets(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),
-                  lengths: dict[int, int] | None = None) -> SplitResult:
+                  lengths: dict[int, int] | None = None, version: int = 0) -> SplitResult:
     """Cut back-to-back packets out of ``buffer``.
 
-    ``lengths`` maps the APIDs the telemetry database knows to their packet length; a
-    packet of a known APID with another length is counted as ``wrong_length``.
-    APIDs in ``check_crc`` must close with a valid CRC-16 (``bad_crc`` otherwise).
-    A header that is not a TM packet header, or a length running past the end of
-    the buffer, means the rest of the buffer cannot be trusted: it is counted
-    (``bad_header``/``truncated``) and dropped, and the good packets before it kept.
+    ``lengths`` maps the APIDs the telemetry database knows to their packet length in
+    octets; a packet of a known APID with another length is counted as ``wrong_length``.
+    A length of 0 marks a variable-length packet type: any length is taken here, and
+    the decoder checks the layout. APIDs in ``check_crc`` must close with a valid
+    CRC-16 (``bad_crc`` otherwise).
 
-    A buffer made only of TM packets of one length (one APID per message, a file of
+    Only the 3-bit version must be ``version``: 0, as CCSDS 133.0-B-2 §4.1.3.2 says,
+    unless the telemetry database names another (``packet_version``); both packet types
+    (§4.1.3.3) are taken, since real telemetry files often set the type bit. A packet
+    whose version is not 0 is counted as ``bad_header`` and stepped over by its
+    declared length, so every such packet is counted once and the walk goes on. A
+    length running past the end of the buffer is counted once as ``truncated`` and
+    ends the walk; the good packets before it are kept.
+
+    A buffer made only of packets of one length (one APID per message, a file of
     fixed-length packets) is cut with numpy as an ``(n, length)`` octet matrix;
     anything else takes the packet-by-packet walk. Both give the same result.
     """
-    fast = _split_uniform(buffer, check_crc, lengths)
+    fast = _split_uniform(buffer, check_crc, lengths, version=version)
     if fast is not None:
         return fast
-    return _split_slow(buffer, check_crc=check_crc, lengths=lengths)
+    return _split_slow(buffer, check_crc=check_crc, lengths=lengths, version=version)
 
 
 # Below this many packets the numpy set-up costs more than the walk saves.
@@ -217,8 +224,8 @@ def _crc_rows(octets: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]:
 
 
 def _split_uniform(buffer: bytes, check_crc: frozenset[int], lengths: dict[int, int] | None,
-                   minimum: int = _FAST_MIN_PACKETS) -> SplitResult | None:
-    """The numpy cut of a buffer of at least ``minimum`` same-length TM packets, or None
+                   minimum: int = _FAST_MIN_PACKETS, version: int = 0) -> SplitResult | None:
+    """The numpy cut of a buffer of at least ``minimum`` same-length packets, or None
     if it is not one."""
     end = len(buffer)
     if end < PRIMARY_HEADER_LENGTH:
@@ -232,20 +239,26 @@ def _split_uniform(buffer: bytes, check_crc: frozenset[int], lengths: dict[int, 
         buffer = bytes(buffer)
     matrix = np.frombuffer(buffer, dtype=np.uint8).reshape(n, total)
     words = np.ascontiguousarray(matrix[:, :PRIMARY_HEADER_LENGTH]).view(">u2")
-    # Every header must be a version-0 TM header declaring the same length; else the
-    # walk decides where the trouble starts and what is kept before it.
-    if np.any(words[:, 0] >> 12) or np.any(words[:, 2] != length_field):
+    # Every header must declare the same length; else the walk decides where the
+    # trouble starts and what is kept before it.
+    if np.any(words[:, 2] != length_field):
         return None
     apids = (words[:, 0] & IDLE_APID).astype(np.int64)
     errors: Counter[str] = Counter()
-    keep = apids != IDLE_APID
-    idle = n - int(np.count_nonzero(keep))
+    # A version other than 0 (CCSDS 133.0-B-2 §4.1.3.2) spoils that packet only: its
+    # length still says where the next one starts. Either packet type is taken.
+    version_ok = (words[:, 0] >> 13) == version
+    bad_headers = n - int(np.count_nonzero(version_ok))
+    if bad_headers:
+        errors["bad_header"] = bad_headers
+    keep = version_ok & (apids != IDLE_APID)
+    idle = int(np.count_nonzero(version_ok)) - int(np.count_nonzero(keep))
     present = np.unique(apids[keep]).tolist()
     if lengths is not None:
         for apid in present:
             expected = lengths.get(apid)
-            if expected is None or expected != total:
-                selected = apids == apid
+            if expected is None or expected not in (0, total):  # 0: variable length
+                selected = keep & (apids == apid)
                 errors["unknown_apid" if expected is None else "wrong_length"] += \
                     int(np.count_nonzero(selected))
                 keep &= ~selected
@@ -274,7 +287,7 @@ def _split_uniform(buffer: bytes, check_crc: frozenset[int], lengths: dict[int, 
 
 
 def _split_slow(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),
-                lengths: dict[int, int] | None = None) -> SplitResult:
+                lengths: dict[int, int] | None = None, version: int = 0) -> SplitResult:
     """The packet-by-packet walk: the reference the numpy cut must agree with."""
     by_apid: dict[int, list[bytes]] = {}
     errors: Counter[str] = Counter()
@@ -287,9 +300,6 @@ def _split_slow(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),
             errors["truncated"] += 1
             break
         word1, _word2, length_field = _HEADER.unpack_from(buffer, position)
-        if word1 >> 12 != 0:  # version 0 and TM type: CCSDS 133.0-B-2 §4.1.3.2-3
-            errors["bad_header"] += 1
-            break
         apid = word1 & 0x7FF
         total = PRIMARY_HEADER_LENGTH + length_field + 1
         if position + total > end:
@@ -297,6 +307,11 @@ def _split_slow(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),
             break
         packet = view[position:position + total]
         position += total
+        if word1 >> 13 != version:
+            # Version 0 only (CCSDS 133.0-B-2 §4.1.3.2); either packet type (§4.1.3.3).
+            # The declared length steps over the bad packet to the next one.
+            errors["bad_header"] += 1
+            continue
         if apid == IDLE_APID:
             idle += 1
             continue
@@ -305,7 +320,7 @@ def _split_slow(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),
             if expected is None:
                 errors["unknown_apid"] += 1
                 continue
-            if expected != total:
+            if expected not in (0, total):  # 0: a variable-length packet type
                 errors["wrong_length"] += 1
                 continue
         if apid in check_crc and crc16(packet) != 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,14 +312,96 @@ def test_split_bad_crc_counted_neighbours_kept() -> None:
     assert split_packets(buffer).by_apid == {0x10: [a, bytes(corrupt), c]}
 
 
-@pytest.mark.parametrize("first_octet", [0x20, 0x10, 0xE0])  # version 1, TC type, version 7
-def test_split_bad_header_drops_rest(first_octet: int) -> None:
-    a, b, c = tm(0x10, 0), tm(0x10, 1), tm(0x10, 2)
-    bad = bytearray(b)
-    bad[0] |= first_octet
-    result = split_packets(a + bytes(bad) + c + tm(0x20, 0))
-    assert result.errors == {"bad_header": 1}
-    assert result.by_apid == {0x10: [a]}
+def with_version(packet: bytes, version: int) -> bytes:
+    """``packet`` with its 3-bit version field set (its CRC left as it was)."""
+    return bytes([(packet[0] & 0x1F) | (version << 5)]) + packet[1:]
+
+
+@pytest.mark.parametrize("version", range(1, 8))
+def test_split_counts_each_bad_version_and_walks_on(version: int) -> None:
+    good = [tm(0x10, i) for i in range(9)]
+    bad = [with_version(tm(0x10, 20 + i), version) for i in range(3)]
+    result = split_packets(b"".join(good[:5] + bad + good[5:]), check_crc=frozenset({0x10}),
+                           lengths={0x10: len(good[0])})
+    assert result.errors == {"bad_header": 3}  # one per bad packet, not one per buffer
+    assert result.by_apid == {0x10: good}
+    assert result.count == 9
+
+
+def test_split_bad_versions_of_other_lengths_and_apids() -> None:
+    a, b = tm(0x10, 0), tm(0x20, 0, b"\x00" * 9)
+    odd = with_version(tm(0x30, 0, b"\x01" * 30), 4)  # an APID and length seen nowhere else
+    idle_v1 = with_version(idle(7), 1)  # a bad header is bad before it is idle
+    result = split_packets(odd + a + idle_v1 + b + odd + a, lengths={0x10: len(a)})
+    assert result.errors == {"bad_header": 3, "unknown_apid": 1}
+    assert result.by_apid == {0x10: [a, a]}
+    assert result.idle == 0
+
+
+def test_split_many_bad_versions_on_the_numpy_path() -> None:
+    # Same-length packets, enough of them for the numpy cut: it counts the same.
+    good = [tm(0x10, i) for i in range(40)]
+    bad = [with_version(tm(0x10, 100 + i), 1 + i % 7) for i in range(30)]
+    buffer = b"".join(good[:20] + bad[:20] + good[20:] + bad[20:])
+    result = split_packets(buffer, check_crc=frozenset({0x10}), lengths={0x10: len(good[0])})
+    assert result.errors == {"bad_header": 30}
+    assert result.by_apid == {0x10: good}
+
+
+def test_split_bad_version_running_past_the_end_is_truncated() -> None:
+    a, b = tm(0x10, 0), tm(0x10, 1)
+    cut = with_version(tm(0x10, 2), 2)[:-3]
+    result = split_packets(a + b + cut)
+    assert result.errors == {"truncated": 1}
+    assert result.by_apid == {0x10: [a, b]}
+
+
+def test_split_takes_both_packet_types() -> None:
+    # CCSDS 133.0-B-2 §4.1.3.3: the type bit (1 = telecommand) does not make a header
+    # bad; files of real missions set it. Only the version must be 0.
+    body = b"\x11\x22\x33\x44"
+    typed = []
+    for count in range(20):
+        header = PrimaryHeader(apid=0x42, sequence_count=count, data_length=len(body) + 2,
+                               packet_type=count % 2, secondary_header=False)
+        packet = header.pack() + body
+        typed.append(packet + crc16(packet).to_bytes(2, "big"))
+    assert {PrimaryHeader.unpack(p).packet_type for p in typed} == {0, 1}
+    for packets in (typed[:3], typed):  # the walk, and the numpy cut (>= 16 packets)
+        result = split_packets(b"".join(packets), check_crc=frozenset({0x42}),
+                               lengths={0x42: len(typed[0])})
+        assert result.by_apid == {0x42: packets}
+        assert not result.errors
+
+
+def test_split_length_zero_takes_any_length() -> None:
+    # 0 marks a variable-length packet type: the decoder checks the layout, not the cut.
+    packets = [tm(0x10, i, bytes(i)) for i in range(20)]
+    fixed = [tm(0x20, i) for i in range(20)]
+    result = split_packets(b"".join(packets), lengths={0x10: 0})
+    assert result.by_apid == {0x10: packets}
+    assert not result.errors
+    same = split_packets(b"".join(fixed), lengths={0x20: 0})  # one length: the numpy cut
+    assert same.by_apid == {0x20: fixed}
+    assert not same.errors
+    mixed = split_packets(b"".join(packets[:5] + fixed[:5]),
+                          lengths={0x10: 0, 0x20: len(fixed[0]) + 1})
+    assert mixed.by_apid == {0x10: packets[:5]}
+    assert mixed.errors == {"wrong_length": 5}  # a non-zero length is still checked
+
+
+def test_split_counts_every_bad_packet_of_a_real_file() -> None:
+    """ccsdspy's byte-order test files: their generator added the 12-bit APID 0x8E2 to
+    the type and secondary-header bits, so the carry set the version field to 1. They
+    are bad packets here (CCSDS 133.0-B-2 §4.1.3.2), every one of them counted."""
+    import ccsdspy
+
+    path = Path(ccsdspy.__file__).parent / "tests/data/byte_order/byteorder_1234.bin"
+    data = path.read_bytes()
+    assert PrimaryHeader.unpack(data).version == 1
+    result = split_packets(data, lengths={0x0E2: 6 + 4 * 80})
+    assert result.errors == {"bad_header": 10}
+    assert result.count == 0
 
 
 def test_split_truncated_tail() -> None:

@@ -13,6 +13,7 @@ from control_center.packets import (
     _split_slow,
     _split_uniform,
     build_packet,
+    crc16,
     split_packets,
 )
 
@@ -21,10 +22,15 @@ CHECKED = frozenset({0x101, 0x103})
 FAST_HITS: list[int] = []  # buffers the numpy cut accepted, to see it is exercised
 
 
-def packet(apid: int, length: int, count: int, *, corrupt: bool = False) -> bytes:
+def packet(apid: int, length: int, count: int, *, corrupt: bool = False,
+           first_bits: int = 0) -> bytes:
+    """``first_bits`` sets the version (3 bits) and type (1 bit) of the header."""
     data = build_packet(apid, count, bytes((count + i) & 0xFF for i in range(length - 8)),
                         time=None)
     assert len(data) == length
+    if first_bits:  # the CRC made again over the new header: only `corrupt` spoils it
+        data = bytes([(data[0] & 0x0F) | (first_bits << 4)]) + data[1:-2]
+        data += crc16(data).to_bytes(2, "big")
     if corrupt:
         data = data[:-1] + bytes([data[-1] ^ 0x5A])
     return data
@@ -50,31 +56,36 @@ def assert_same(buffer: bytes, check_crc: frozenset[int] = CHECKED,
     return fast
 
 
-# One packet of a run: which APID (known, unknown, idle) and whether its CRC is spoiled.
+# One packet of a run: which APID (known, unknown, idle), whether its CRC is spoiled,
+# and its version and type bits (type 1 is good, a version other than 0 is bad).
 _kinds = st.sampled_from(["0x101", "0x102", "unknown", "idle"])
-_run = st.lists(st.tuples(_kinds, st.booleans()), min_size=0, max_size=80)
+_first_bits = st.sampled_from([0, 0, 0, 0, 1, 2, 3, 0xE, 0xF])
+_run = st.lists(st.tuples(_kinds, st.booleans(), _first_bits), min_size=0, max_size=80)
+# 0: a variable-length packet type, any length taken.
+VARIABLE = {0x101: 0, 0x102: 40, 0x103: 0}
 
 
-def _build(items: list[tuple[str, bool]], length: int) -> bytes:
+def _build(items: list[tuple[str, bool, int]], length: int) -> bytes:
     out = []
-    for count, (kind, corrupt) in enumerate(items):
+    for count, (kind, corrupt, first_bits) in enumerate(items):
         apid = {"0x101": 0x101, "0x102": 0x102, "unknown": 0x2AA, "idle": IDLE_APID}[kind]
-        out.append(packet(apid, length, count, corrupt=corrupt))
+        out.append(packet(apid, length, count, corrupt=corrupt, first_bits=first_bits))
     return b"".join(out)
 
 
 @settings(max_examples=300, deadline=None)
 @given(items=_run, length=st.sampled_from([40, 64, 9]),
-       lengths=st.sampled_from([KNOWN, None, {0x101: 40}]),
+       lengths=st.sampled_from([KNOWN, None, {0x101: 40}, VARIABLE]),
        check=st.sampled_from([CHECKED, frozenset(), frozenset({0x102, 0x2AA, IDLE_APID})]))
-def test_same_length_runs(items: list[tuple[str, bool]], length: int,
+def test_same_length_runs(items: list[tuple[str, bool, int]], length: int,
                           lengths: dict[int, int] | None, check: frozenset[int]) -> None:
     assert_same(_build(items, length), check, lengths)
 
 
 @settings(max_examples=300, deadline=None)
 @given(items=_run, length=st.sampled_from([40, 64]), data=st.data())
-def test_spoiled_runs(items: list[tuple[str, bool]], length: int, data: st.DataObject) -> None:
+def test_spoiled_runs(items: list[tuple[str, bool, int]], length: int,
+                      data: st.DataObject) -> None:
     """Runs with one change: a tail cut, a header spoiled, a length changed, garbage."""
     buffer = bytearray(_build(items, length))
     how = data.draw(st.sampled_from(["cut", "extend", "version", "type", "length", "garbage",
@@ -98,17 +109,19 @@ def test_spoiled_runs(items: list[tuple[str, bool]], length: int, data: st.DataO
         else:
             buffer[where:where] = packet(0x103, 64, 7)
     assert_same(bytes(buffer))
+    assert_same(bytes(buffer), lengths=VARIABLE)
 
 
 @settings(max_examples=200, deadline=None)
 @given(pieces=st.lists(st.tuples(st.sampled_from([0x101, 0x102, 0x103, 0x2AA, IDLE_APID]),
-                                 st.sampled_from([40, 64, 12]), st.booleans()),
+                                 st.sampled_from([40, 64, 12]), st.booleans(), _first_bits),
                        max_size=60),
        tail=st.binary(max_size=20))
-def test_mixed_lengths(pieces: list[tuple[int, int, bool]], tail: bytes) -> None:
-    buffer = b"".join(packet(apid, length, i, corrupt=corrupt)
-                      for i, (apid, length, corrupt) in enumerate(pieces)) + tail
+def test_mixed_lengths(pieces: list[tuple[int, int, bool, int]], tail: bytes) -> None:
+    buffer = b"".join(packet(apid, length, i, corrupt=corrupt, first_bits=first_bits)
+                      for i, (apid, length, corrupt, first_bits) in enumerate(pieces)) + tail
     assert_same(buffer)
+    assert_same(buffer, lengths=VARIABLE)
 
 
 @settings(max_examples=100, deadline=None)
@@ -116,6 +129,7 @@ def test_mixed_lengths(pieces: list[tuple[int, int, bool]], tail: bytes) -> None
 def test_garbage(buffer: bytes) -> None:
     assert_same(buffer)
     assert_same(buffer, frozenset(), None)
+    assert_same(buffer, lengths=VARIABLE)
 
 
 def test_large_run_takes_the_fast_path_and_agrees() -> None:
@@ -129,6 +143,20 @@ def test_large_run_takes_the_fast_path_and_agrees() -> None:
     assert result.errors["unknown_apid"] == apids.count(0x2AA)
     assert result.idle == apids.count(IDLE_APID)
     assert len(FAST_HITS) == 1  # the numpy cut took this buffer
+
+
+def test_large_run_with_bad_versions_and_type_1_takes_the_fast_path() -> None:
+    FAST_HITS.clear()
+    rng = random.Random(5)
+    bits = [rng.choice([0, 0, 0, 1, 2, 0xF]) for _ in range(3000)]
+    buffer = b"".join(packet(0x101, 40, i, first_bits=b) for i, b in enumerate(bits))
+    result = assert_same(buffer)
+    assert result.errors == {"bad_header": sum(1 for b in bits if b >> 1)}
+    assert result.count == sum(1 for b in bits if b in (0, 1))  # type 1 is taken
+    assert len(FAST_HITS) == 1
+    FAST_HITS.clear()
+    assert_same(buffer, lengths=VARIABLE)
+    assert len(FAST_HITS) == 1
 
 
 def test_hypothesis_runs_reach_the_fast_path() -> None:
