@@ -8,6 +8,7 @@ into packets for the simulators, so decode(encode(x)) == x is testable.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -21,7 +22,7 @@ from control_center.packets import (
     crc16,
     cuc_to_unix_ns,
 )
-from control_center.tmdb import PacketDef, Parameter
+from control_center.tmdb import PacketDef, Parameter, expand_array, octet_permutation
 
 Array = npt.NDArray[np.generic]
 _CRC_TABLE = np.array([crc16(bytes([i]), 0) for i in range(256)], dtype=np.uint16)
@@ -51,6 +52,18 @@ class DecodedBatch:
                        raw={k: np.asarray(v)[rows] for k, v in self.raw.items()})
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def render_text(octets: bytes) -> str:
+    """A string parameter's octets as printable text, losslessly: UTF-8 as it is, a
+    backslash doubled, a control character (line feed included: line protocol cannot
+    carry one) or an octet that is not UTF-8 as ``\\xNN``. numpy's S dtype has
+    already dropped trailing NUL padding, as ccsdspy shows it."""
+    text = octets.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     """Where a parameter's bits sit, worked out once per packet type."""
@@ -61,6 +74,9 @@ class _Field:
     shift: int  # right shift after assembling the big-endian octets
     mask: int
     view_dtype: np.dtype[np.generic] | None  # direct view when octet-aligned and sized
+    # Octets in the order that assembles the big-endian value, when not simply big
+    # (little endian, ccsdspy's custom orders such as "3412").
+    order: tuple[int, ...] | None = None
 
 
 def _plan(parameter: Parameter) -> _Field:
@@ -68,18 +84,29 @@ def _plan(parameter: Parameter) -> _Field:
     last = (parameter.bit_offset + parameter.bit_length - 1) // 8
     octets = last - first + 1
     shift = octets * 8 - parameter.bit_offset % 8 - parameter.bit_length
-    mask = (1 << parameter.bit_length) - 1
+    mask = (1 << min(parameter.bit_length, 64)) - 1
     view_dtype: np.dtype[np.generic] | None = None
-    if parameter.bit_offset % 8 == 0 and parameter.bit_length in (8, 16, 32, 64):
-        order = ">" if parameter.byte_order == "big" else "<"
+    order: tuple[int, ...] | None = None
+    if parameter.type == "string":
+        return _Field(parameter, first, octets, 0, 0, np.dtype(f"S{octets}"))
+    if parameter.byte_order not in ("big", "little"):
+        order = octet_permutation(parameter.byte_order, octets)
+    elif parameter.byte_order == "little" and parameter.bit_length not in (8, 16, 32, 64):
+        order = tuple(reversed(range(octets)))
+    if order is not None and parameter.type == "float":
+        # Reordered into big endian first, then viewed as the float.
+        view_dtype = np.dtype(f">f{octets}")
+    elif order is None and parameter.bit_offset % 8 == 0 \
+            and parameter.bit_length in (8, 16, 32, 64):
+        order_char = ">" if parameter.byte_order == "big" else "<"
         if parameter.type == "float":
             kind = "f"
         elif parameter.type == "signed":
             kind = "i"
         else:
             kind = "u"
-        view_dtype = np.dtype(f"{order}{kind}{parameter.bit_length // 8}")
-    return _Field(parameter, first, octets, shift, mask, view_dtype)
+        view_dtype = np.dtype(f"{order_char}{kind}{parameter.bit_length // 8}")
+    return _Field(parameter, first, octets, shift, mask, view_dtype, order)
 
 
 def _inverse_polynomial(coefficients: tuple[float, ...], bit_length: int, signed: bool
@@ -102,7 +129,8 @@ class PacketCodec:
 
         self.spacecraft = spacecraft
         self.packet = packet
-        self._fields = [_plan(p) for p in packet.parameters]
+        self._fields = [] if packet.variable else [_plan(p) for p in packet.parameters]
+        self._layouts: dict[tuple[int, tuple[int, ...]], PacketCodec] = {}
         known = [p.name for p in packet.parameters]
         self._derived: list[tuple[str, Expression]] = []
         for derived in packet.derived:
@@ -112,13 +140,16 @@ class PacketCodec:
 
     # ------------------------------------------------------------------ decode
 
-    def _extract_raw(self, octets: npt.NDArray[np.uint8], field: _Field) -> Array:
+    @staticmethod
+    def _extract_raw(octets: npt.NDArray[np.uint8], field: _Field) -> Array:
         column = octets[:, field.first:field.first + field.octets]
+        if field.order is not None:  # whole octets, validated by the TMDB
+            column = column[:, list(field.order)]
         if field.view_dtype is not None:
+            if field.view_dtype.kind == "S":
+                return np.ascontiguousarray(column).view(field.view_dtype)[:, 0]
             return np.ascontiguousarray(column).view(field.view_dtype)[:, 0].astype(
                 field.view_dtype.newbyteorder("="))
-        if field.parameter.byte_order == "little":  # whole octets, validated by the TMDB
-            column = column[:, ::-1]
         acc = np.zeros(octets.shape[0], dtype=np.uint64)
         for k in range(field.octets):
             acc = (acc << np.uint64(8)) | column[:, k].astype(np.uint64)
@@ -132,6 +163,8 @@ class PacketCodec:
 
     def _calibrate(self, parameter: Parameter, raw: Array) -> Array:
         calibration = parameter.calibration
+        if parameter.type == "string":
+            return np.array([render_text(v) for v in raw.tolist()], dtype=object)
         if parameter.type == "boolean":
             return np.asarray(raw != 0)
         if calibration.kind == "polynomial":
@@ -143,6 +176,8 @@ class PacketCodec:
             return np.asarray(np.interp(raw.astype(np.float64), xs, ys))
         if parameter.type == "float":
             return raw.astype(np.float64)
+        if parameter.is_wide_unsigned:
+            return raw.astype(np.uint64)  # exact: int64 would wrap at 2**63
         return raw.astype(np.int64)
 
     def decode(self, octets: npt.NDArray[np.uint8],
@@ -169,10 +204,13 @@ class PacketCodec:
                            & 0x3FFF).astype(np.uint16)
         raw: dict[str, Array] = {}
         values: dict[str, Array] = {}
-        for field in self._fields:
-            column = self._extract_raw(octets, field)
-            raw[field.parameter.name] = column
-            values[field.parameter.name] = self._calibrate(field.parameter, column)
+        # A signalling NaN in a float32 field is quiet once widened: numpy's "invalid"
+        # warning says nothing about the telemetry, so it is not raised per batch.
+        with np.errstate(invalid="ignore"):
+            for field in self._fields:
+                column = self._extract_raw(octets, field)
+                raw[field.parameter.name] = column
+                values[field.parameter.name] = self._calibrate(field.parameter, column)
         # Derived parameters, in order: each may use the ones before it.
         for name, expression in self._derived:
             values[name] = expression.evaluate(values)
@@ -184,6 +222,36 @@ class PacketCodec:
         octets = np.frombuffer(b"".join(packets), dtype=np.uint8).reshape(
             len(packets), self.packet.length)
         return self.decode(octets, receive_ns)
+
+    def decode_groups(self, packets: list[bytes], receive_ns: npt.NDArray[np.int64]
+                      ) -> tuple[list[tuple[DecodedBatch, npt.NDArray[np.intp]]], int]:
+        """Decode packets of this type, fixed or variable in length.
+
+        Returns one batch per concrete layout with the indices of its packets in
+        ``packets``, and how many packets fit no layout (``bad_layout``). A fixed
+        packet type gives one batch of all of them.
+        """
+        if not self.packet.variable:
+            return [(self.decode_packets(packets, receive_ns), np.arange(len(packets)))], 0
+        sizes = np.fromiter((len(p) for p in packets), dtype=np.int64, count=len(packets))
+        out: list[tuple[DecodedBatch, npt.NDArray[np.intp]]] = []
+        bad = 0
+        for length in np.unique(sizes).tolist():
+            rows = np.flatnonzero(sizes == length)
+            octets = np.frombuffer(b"".join(packets[i] for i in rows.tolist()),
+                                   dtype=np.uint8).reshape(rows.size, length)
+            groups, misfits = resolve_layouts(self.packet, octets)
+            bad += int(misfits.size)
+            for counts, members in groups:
+                codec = self._layouts.get((length, counts))
+                if codec is None:
+                    if len(self._layouts) >= 4096:  # hostile input: bound the cache
+                        self._layouts.clear()
+                    codec = self._layouts[(length, counts)] = PacketCodec(
+                        self.spacecraft, concrete_layout(self.packet, length, counts))
+                out.append((codec.decode(octets[members], receive_ns[rows[members]]),
+                            rows[members]))
+        return out, bad
 
     # ------------------------------------------------------------------ encode
 
@@ -280,16 +348,106 @@ class PacketCodec:
 
     def _insert(self, octets: npt.NDArray[np.uint8], field: _Field, column: Array) -> None:
         n = octets.shape[0]
-        if field.view_dtype is not None:
-            packed = np.ascontiguousarray(column.astype(field.view_dtype)).view(np.uint8)
+        if field.view_dtype is not None and field.view_dtype.kind == "S":
+            text = np.array([str(v).encode() for v in column.tolist()], dtype=field.view_dtype)
+            packed = np.ascontiguousarray(text).view(np.uint8)
             octets[:, field.first:field.first + field.octets] = packed.reshape(n, field.octets)
             return
-        bits = column.astype(np.int64).astype(np.uint64) & np.uint64(field.mask)
-        acc = bits << np.uint64(field.shift)
-        span = np.zeros((n, field.octets), dtype=np.uint8)
-        for k in range(field.octets):
-            span[:, field.octets - 1 - k] = (acc >> np.uint64(8 * k)) & np.uint64(0xFF)
-        if field.parameter.byte_order == "little":
-            span = span[:, ::-1]
+        if field.view_dtype is not None:
+            packed = np.ascontiguousarray(column.astype(field.view_dtype)).view(np.uint8)
+            span = packed.reshape(n, field.octets)
+        else:
+            bits = column.astype(np.int64).astype(np.uint64) & np.uint64(field.mask)
+            acc = bits << np.uint64(field.shift)
+            span = np.zeros((n, field.octets), dtype=np.uint8)
+            for k in range(field.octets):
+                span[:, field.octets - 1 - k] = (acc >> np.uint64(8 * k)) & np.uint64(0xFF)
+        if field.order is not None:
+            # span is big endian; octet j of the value goes to field octet order[j].
+            placed = np.empty_like(span)
+            placed[:, list(field.order)] = span
+            span = placed
         region = octets[:, field.first:field.first + field.octets]
         region |= span
+
+
+# ------------------------------------------------------------- variable-length packets
+
+
+def concrete_layout(packet: PacketDef, length: int, counts: tuple[int, ...]) -> PacketDef:
+    """The fixed-length definition of one variable packet: ``length`` octets, and
+    ``counts`` elements in each variable-size array of its layout, in order."""
+    parameters: list[Parameter] = []
+    sizes = iter(counts)
+    offset = packet.header_bits
+    for item in packet.layout:
+        start = item.bit_offset if item.bit_offset >= 0 else offset
+        count = 1 if item.array is None else item.array if isinstance(item.array, int) \
+            else next(sizes)
+        if item.type != "spare":
+            if item.array is None:
+                parameters.append(replace(item, bit_offset=start))
+            else:
+                parameters.extend(expand_array(item, count, start))
+        offset = max(offset, start + item.bit_length * count)
+    return replace(packet, length=length, parameters=tuple(parameters), layout=())
+
+
+def _read_unsigned(octets: npt.NDArray[np.uint8], parameter: Parameter, bit_offset: int
+                   ) -> npt.NDArray[np.int64]:
+    field = _plan(replace(parameter, bit_offset=bit_offset))
+    return np.asarray(PacketCodec._extract_raw(octets, field)).astype(np.int64)
+
+
+def resolve_layouts(packet: PacketDef, octets: npt.NDArray[np.uint8]
+                    ) -> tuple[list[tuple[tuple[int, ...], npt.NDArray[np.intp]]],
+                               npt.NDArray[np.intp]]:
+    """Group ``n`` packets of one variable type and one length (an ``(n, length)``
+    matrix) by the element counts of their variable-size arrays.
+
+    Returns ``[(counts, rows), ...]`` and the rows whose fields do not fit the packet
+    (an expand array that does not divide the room left, or arrays running past the
+    end): those are counted as ``bad_layout`` by the decoder.
+    """
+    n, length = octets.shape
+    end_bits = length * 8 - packet.trailer_bits
+    # (rows, counts so far, current bit position, positions of scalars for counters)
+    groups: list[tuple[npt.NDArray[np.intp], tuple[int, ...], int, dict[str, int]]] = [
+        (np.arange(n), (), packet.header_bits, {})]
+    bad: list[npt.NDArray[np.intp]] = []
+    items = packet.layout
+    for position, item in enumerate(items):
+        next_groups = []
+        for rows, counts, offset, places in groups:
+            start = item.bit_offset if item.bit_offset >= 0 else offset
+            if item.array is None or isinstance(item.array, int):
+                count = 1 if item.array is None else item.array
+                if item.array is None:
+                    places = {**places, item.name: start}
+                next_groups.append((rows, counts, max(offset, start + item.bit_length * count),
+                                    places))
+            elif item.array == "expand":
+                after = sum(q.bit_length * (q.array if isinstance(q.array, int) else 1)
+                            for q in items[position + 1:])
+                room = end_bits - start - after
+                if room < 0 or room % item.bit_length:
+                    bad.append(rows)
+                    continue
+                count = room // item.bit_length
+                next_groups.append((rows, (*counts, count), start + room, places))
+            else:
+                counter = next(q for q in items[:position] if q.name == item.array)
+                values = _read_unsigned(octets[rows], counter, places[counter.name])
+                for value in np.unique(values).tolist():
+                    subset = rows[values == value]
+                    next_groups.append((subset, (*counts, int(value)),
+                                        start + item.bit_length * int(value), places))
+        groups = next_groups
+    resolved: list[tuple[tuple[int, ...], npt.NDArray[np.intp]]] = []
+    for rows, counts, offset, _ in groups:
+        if offset > end_bits:
+            bad.append(rows)
+        else:
+            resolved.append((counts, rows))
+    bad_rows = np.sort(np.concatenate(bad)) if bad else np.zeros(0, dtype=np.intp)
+    return resolved, bad_rows

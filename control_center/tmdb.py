@@ -11,9 +11,7 @@ headers). See the README, section "Telemetry database", for the full format.
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -25,15 +23,27 @@ import yaml
 
 from control_center.errors import TmdbError
 
-ParameterType = Literal["unsigned", "signed", "float", "enum", "boolean"]
-PARAMETER_TYPES: tuple[str, ...] = ("unsigned", "signed", "float", "enum", "boolean")
-ByteOrder = Literal["big", "little"]
+ParameterType = Literal["unsigned", "signed", "float", "enum", "boolean", "string", "spare"]
+# "spare" (fill) bits are accepted in a definition and skipped: they advance the layout
+# but are neither decoded nor stored.
+PARAMETER_TYPES: tuple[str, ...] = ("unsigned", "signed", "float", "enum", "boolean", "string",
+                                    "spare")
+# "big", "little", or an octet order of digits as ccsdspy writes it ("2143", "3412"):
+# see :func:`octet_permutation`.
+ByteOrder = str
 TimeSource = Literal["cuc", "receive"]
 
 PRIMARY_HEADER_BITS = 48  # CCSDS 133.0-B-2 §4.1.3: 6 octets
 CUC_BITS = 48  # secondary header: CUC 4 octets coarse + 2 octets fine (CCSDS 301.0-B-4 §3.2)
 CRC_BITS = 16  # packet error control: CRC-16-CCITT over the whole packet (ECSS-E-ST-70-41C)
 MAX_PACKET_BYTES = 65542  # 6-octet header + 65536 octets of data field
+MAX_NUMBER_BITS = 64
+# An array element count: a number, "expand" (as many as fit before the fields after
+# it), or the name of an earlier unsigned parameter of the same packet holding the count.
+ArraySize = int | str
+# The largest range of enum values spelt out into single states; a wider one stays a
+# range (looked up with Parameter.state_label).
+_RANGE_SPELL_OUT = 256
 IDLE_APID = 0x7FF
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -107,11 +117,35 @@ class Parameter:
     overlay: bool = False
     report: bool = False
     monitoring: Monitoring = Monitoring()
+    # Enum values given as inclusive ranges (low, high, state name), beside ``states``.
+    state_ranges: tuple[tuple[int, int, str], ...] = ()
+    # An array in a variable-length packet's layout; fixed arrays are expanded into
+    # their elements (``<name>_<i>``) when the TMDB is loaded.
+    array: ArraySize | None = None
+    element_of: str = ""  # the array an element belongs to
+    element_index: int = -1
 
     @property
     def is_float_value(self) -> bool:
         """Whether the engineering value is stored as a float (else integer or boolean)."""
         return self.type == "float" or self.calibration.kind != "none"
+
+    @property
+    def is_wide_unsigned(self) -> bool:
+        """An uncalibrated unsigned value that can exceed int64 (InfluxDB 1.x has no
+        unsigned type): stored as its exact decimal text (README, "InfluxDB contract")."""
+        return self.type == "unsigned" and self.bit_length > 63 \
+            and self.calibration.kind == "none"
+
+    def state_label(self, value: int) -> str | None:
+        """The state name of a raw enum value, or None if no state covers it."""
+        label = self.states.get(value)
+        if label is not None:
+            return label
+        for low, high, name in self.state_ranges:
+            if low <= value <= high:
+                return name
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +163,38 @@ class DerivedParameter:
 
 @dataclass(frozen=True, slots=True)
 class PacketDef:
+    """One packet type.
+
+    A fixed-length packet has ``length`` octets and its ``parameters`` at fixed bit
+    offsets. A variable-length packet (``length == 0``) holds an array whose size
+    is ``expand`` or read from another parameter: ``layout`` lists its fields in order
+    (arrays unexpanded, spares included), and ``parameters`` only those of fixed
+    place and size (the ones before the first variable field); the decoder resolves
+    each packet's layout into a fixed one (:func:`control_center.codec.resolve_layout`).
+    """
+
     name: str
     apid: int
-    length: int  # whole packet in octets, primary header included
+    length: int  # whole packet in octets, primary header included; 0: variable
     parameters: tuple[Parameter, ...]
     description: str = ""
     period: float | None = None  # nominal seconds between packets, for counts and staleness
     time: TimeSource = "cuc"
     error_control: bool = True  # a CRC-16 trailer closes the packet
     derived: tuple[DerivedParameter, ...] = ()
+    layout: tuple[Parameter, ...] = ()  # variable-length packets only
+
+    @property
+    def variable(self) -> bool:
+        return self.length == 0
+
+    @property
+    def header_bits(self) -> int:
+        return PRIMARY_HEADER_BITS + (CUC_BITS if self.time == "cuc" else 0)
+
+    @property
+    def trailer_bits(self) -> int:
+        return CRC_BITS if self.error_control else 0
 
     @property
     def fields(self) -> tuple[Parameter, ...]:
@@ -165,6 +222,9 @@ class Tmdb:
     agency: str = ""
     description: str = ""
     source: str = ""
+    # The CCSDS packet version number (133.0-B-2 §4.1.3.2) this spacecraft's packets
+    # carry: 0 as the standard says, unless a partner's files say otherwise.
+    packet_version: int = 0
 
     def by_apid(self) -> dict[int, PacketDef]:
         return {p.apid: p for p in self.packets}
@@ -213,13 +273,14 @@ def _int(value: Any, where: str, key: str, errors: _Collector, *, minimum: int =
 
 _MONITORING_KEYS = {"limit_sets", "persistence", "deadband", "event"}
 _PARAMETER_KEYS = {"name", "bit_offset", "bit_length", "type", "byte_order", "calibration",
-                   "states", "unit", "limits", "description", "overlay", "report",
+                   "states", "unit", "limits", "description", "overlay", "report", "array",
                    *_MONITORING_KEYS}
 _DERIVED_KEYS = {"name", "expression", "unit", "description", "limits", "report",
                  *_MONITORING_KEYS}
 _PACKET_KEYS = {"name", "apid", "description", "period", "time", "error_control", "length",
                 "parameters", "derived"}
-_TOP_KEYS = {"spacecraft", "spacecraft_id", "mission", "agency", "description", "packets"}
+_TOP_KEYS = {"spacecraft", "spacecraft_id", "mission", "agency", "description", "packets",
+             "packet_version"}
 
 
 def _parse_limits(raw: Any, where: str, errors: _Collector) -> Limits:
@@ -290,8 +351,73 @@ def _parse_calibration(raw: Any, where: str, errors: _Collector) -> Calibration:
     return Calibration()
 
 
-def _parse_parameter(raw: Any, where: str, next_offset: int,
+_RANGE_KEY = re.compile(r"^\s*(?:\[\s*(\d+)\s*,\s*(\d+)\s*\]|(\d+)\s*\.\.\s*(\d+))\s*$")
+
+
+def octet_permutation(byte_order: str, octets: int) -> tuple[int, ...] | None:
+    """The order in which a field's octets are read to assemble a big-endian value.
+
+    ``big`` reads them as they come, ``little`` backwards. A digit string is ccsdspy's
+    custom order (its test data ``byte_order/byte_order_packets.py`` writes it): the
+    digits, read from the last to the first, name the value octet that each octet of
+    the field holds in packet order, counting from 1 = the least significant. So
+    "1234" is big endian, "4321" little endian, "2143" swaps the octets of each 16-bit
+    word and "3412" the two words. None if ``byte_order`` is none of these for a field
+    of ``octets`` octets.
+    """
+    if byte_order == "big":
+        return tuple(range(octets))
+    if byte_order == "little":
+        return tuple(reversed(range(octets)))
+    if len(byte_order) != octets or sorted(byte_order) != [str(i + 1) for i in range(octets)]:
+        return None
+    order = [0] * octets
+    for k in range(octets):
+        least_first = int(byte_order[octets - 1 - k])  # 1 = least significant
+        order[octets - least_first] = k  # position in the big-endian value
+    return tuple(order)
+
+
+def _parse_states(raw_states: Any, bit_length: int, where: str, errors: _Collector
+                  ) -> tuple[dict[int, str], tuple[tuple[int, int, str], ...]]:
+    states: dict[int, str] = {}
+    ranges: list[tuple[int, int, str]] = []
+    if not isinstance(raw_states, dict) or not raw_states:
+        errors.add(where, "an enum needs states: {value: NAME, ...} (a key may be a range "
+                          "\"[low,high]\")")
+        return states, ()
+    top = (1 << bit_length) - 1
+    for key, label in raw_states.items():
+        if not isinstance(label, str) or not label:
+            errors.add(where, f"state {key!r} needs a name")
+            continue
+        if isinstance(key, int) and not isinstance(key, bool):
+            low = high = key
+        else:
+            match = _RANGE_KEY.match(str(key)) if isinstance(key, str) else None
+            if match is None:
+                errors.add(where, f"state key {key!r} is neither a value nor a range "
+                                  f"\"[low,high]\"")
+                continue
+            numbers = [int(g) for g in match.groups() if g is not None]
+            low, high = numbers
+        if low < 0 or high > top or low > high:
+            what = f"state value {key!r}" if low == high else f"state range {key!r}"
+            errors.add(where, f"{what} does not fit in {bit_length} unsigned bits "
+                              f"(0..{top})" if low <= high else f"{what} is reversed")
+            continue
+        if high - low < _RANGE_SPELL_OUT:
+            for value in range(low, high + 1):
+                states.setdefault(value, label)
+        else:
+            ranges.append((low, high, label))
+    return states, tuple(ranges)
+
+
+def _parse_parameter(raw: Any, where: str, next_offset: int | None,
                      errors: _Collector) -> Parameter | None:
+    """One parameter as written; ``next_offset`` is None after a variable-size field
+    (the parameter then follows it and may not give a bit_offset)."""
     if not isinstance(raw, dict):
         errors.add(where, "a parameter must be a mapping")
         return None
@@ -307,44 +433,60 @@ def _parse_parameter(raw: Any, where: str, next_offset: int,
     if ptype not in PARAMETER_TYPES:
         errors.add(where, f"type must be one of {', '.join(PARAMETER_TYPES)}, got {ptype!r}")
         return None
-    bit_length = _int(raw.get("bit_length"), where, "bit_length", errors, minimum=1, maximum=64)
-    offset_raw = raw.get("bit_offset", next_offset)
-    bit_offset = _int(offset_raw, where, "bit_offset", errors)
+    numeric = ptype not in ("string", "spare")
+    maximum = MAX_NUMBER_BITS if numeric else MAX_PACKET_BYTES * 8
+    bit_length = _int(raw.get("bit_length"), where, "bit_length", errors, minimum=1,
+                      maximum=maximum)
+    if next_offset is None:
+        if "bit_offset" in raw:
+            errors.add(where, "bit_offset cannot be given after a variable-size array: "
+                              "the parameter follows it")
+        bit_offset: int | None = -1
+    else:
+        bit_offset = _int(raw.get("bit_offset", next_offset), where, "bit_offset", errors)
     if bit_length is None or bit_offset is None:
         return None
+    array = raw.get("array")
+    if array is not None:
+        if isinstance(array, bool) or not isinstance(array, int | str) \
+                or (isinstance(array, int) and array < 1) \
+                or (isinstance(array, str) and array != "expand"
+                    and not NAME_PATTERN.match(array)):
+            errors.add(where, f"array must be an element count, \"expand\" or the name of an "
+                              f"earlier parameter holding the count, got {array!r}")
+            array = None
+        elif ptype in ("string", "spare"):
+            errors.add(where, f"a {ptype} cannot be an array")
+            array = None
     byte_order = raw.get("byte_order", "big")
-    if byte_order not in ("big", "little"):
-        errors.add(where, f"byte_order must be big or little, got {byte_order!r}")
+    aligned = bit_offset % 8 == 0  # -1 (follows a variable field) is checked per packet
+    if not isinstance(byte_order, str | int) or octet_permutation(
+            str(byte_order), max(1, bit_length // 8)) is None:
+        errors.add(where, f"byte_order must be big, little or an octet order such as 2143 "
+                          f"with one digit per octet, got {byte_order!r}")
         byte_order = "big"
-    aligned = bit_offset % 8 == 0
+    byte_order = str(byte_order)
     if ptype == "float" and (bit_length not in (32, 64) or not aligned):
         errors.add(where, "a float must be 32 or 64 bits and start on an octet boundary")
-    if byte_order == "little" and (not aligned or bit_length % 8):
-        errors.add(where, "a little-endian field must start on an octet and fill whole octets")
-    if not aligned and bit_offset % 8 + bit_length > 64:
+    if byte_order != "big" and (not aligned or bit_length % 8):
+        errors.add(where, "a field with a byte order other than big must start on an octet "
+                          "and fill whole octets")
+    if ptype == "string" and (not aligned or bit_length % 8):
+        errors.add(where, "a string must start on an octet and fill whole octets")
+    if numeric and not aligned and bit_offset % 8 + bit_length > 64:
         errors.add(where, "a field not starting on an octet must fit in 8 octets")
     states: dict[int, str] = {}
+    ranges: tuple[tuple[int, int, str], ...] = ()
     raw_states = raw.get("states")
     if ptype == "enum":
-        if not isinstance(raw_states, dict) or not raw_states:
-            errors.add(where, "an enum needs states: {value: NAME, ...}")
-        else:
-            for value, label in raw_states.items():
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0 \
-                        or value >= 1 << bit_length:
-                    errors.add(where, f"state value {value!r} does not fit in "
-                                      f"{bit_length} unsigned bits")
-                elif not isinstance(label, str) or not label:
-                    errors.add(where, f"state {value} needs a name")
-                else:
-                    states[value] = label
+        states, ranges = _parse_states(raw_states, bit_length, where, errors)
     elif raw_states is not None:
         errors.add(where, "states are only for type enum")
     calibration = _parse_calibration(raw.get("calibration"), where, errors)
-    if calibration.kind != "none" and ptype in ("enum", "boolean", "float"):
+    if calibration.kind != "none" and ptype in ("enum", "boolean", "string", "spare"):
         errors.add(where, f"a {ptype} parameter takes no calibration")
     limits = _parse_limits(raw.get("limits"), where, errors)
-    if limits.defined and ptype in ("enum", "boolean"):
+    if limits.defined and ptype in ("enum", "boolean", "string", "spare"):
         errors.add(where, f"a {ptype} parameter takes no numeric limits")
     for key in ("unit", "description"):
         if not isinstance(raw.get(key, ""), str):
@@ -357,12 +499,21 @@ def _parse_parameter(raw: Any, where: str, next_offset: int,
         errors.add(where, "event: true is for enum and boolean parameters (mode changes)")
     return Parameter(
         name=name, bit_offset=bit_offset, bit_length=bit_length,
-        type=cast(ParameterType, ptype), byte_order=cast(ByteOrder, byte_order),
+        type=cast(ParameterType, ptype), byte_order=byte_order,
         calibration=calibration, states=states, unit=str(raw.get("unit", "")),
         limits=limits, description=str(raw.get("description", "")),
         overlay=bool(raw.get("overlay", False)), report=bool(raw.get("report", False)),
-        monitoring=monitoring,
+        monitoring=monitoring, state_ranges=ranges, array=array,
     )
+
+
+def expand_array(parameter: Parameter, count: int, bit_offset: int) -> tuple[Parameter, ...]:
+    """The elements ``<name>_0 … <name>_<count-1>`` of an array, back to back."""
+    return tuple(replace(parameter, name=f"{parameter.name}_{index}",
+                         bit_offset=bit_offset + index * parameter.bit_length, array=None,
+                         element_of=parameter.name, element_index=index,
+                         overlay=parameter.overlay)
+                 for index in range(count))
 
 
 def _parse_monitoring(raw: dict[str, Any], limits: Limits, where: str,
@@ -459,29 +610,73 @@ def _parse_packet(raw: Any, where: str, errors: _Collector) -> PacketDef | None:
         errors.add(where, "parameters must be a non-empty list")
         return None
     header_bits = PRIMARY_HEADER_BITS + (CUC_BITS if time_source == "cuc" else 0)
-    next_offset = header_bits
-    parameters: list[Parameter] = []
+    next_offset: int | None = header_bits
+    layout: list[Parameter] = []  # as declared: arrays unexpanded, spares kept
+    parameters: list[Parameter] = []  # fixed-size arrays expanded, spares left out
+    fixed_end = header_bits
+    expand_seen = False
     for index, raw_parameter in enumerate(raw_parameters):
-        parameter = _parse_parameter(raw_parameter, f"{where} parameter #{index + 1}",
-                                     next_offset, errors)
-        if parameter is not None:
+        pwhere = f"{where} parameter #{index + 1}"
+        parameter = _parse_parameter(raw_parameter, pwhere, next_offset, errors)
+        if parameter is None:
+            continue
+        layout.append(parameter)
+        pwhere = f"{pwhere} {parameter.name!r}"
+        array = parameter.array
+        if isinstance(array, str):
+            if expand_seen:
+                errors.add(pwhere, "only fixed-size parameters may follow an expand array")
+            if array == "expand":
+                expand_seen = True
+            else:
+                counter = next((q for q in layout[:-1] if q.name == array), None)
+                if counter is None or counter.type not in ("unsigned", "enum") \
+                        or counter.array is not None:
+                    errors.add(pwhere, f"array: {array!r} must name an earlier unsigned "
+                                       f"parameter of this packet holding the element count")
+            next_offset = None  # everything after it follows it
+            continue
+        if parameter.type == "spare":
+            if next_offset is not None:
+                next_offset = max(next_offset, parameter.bit_offset + parameter.bit_length)
+                fixed_end = max(fixed_end, next_offset)
+            continue
+        count = array if isinstance(array, int) else 1
+        if next_offset is None:
+            if array is not None:
+                errors.add(pwhere, "a fixed-size array after a variable-size one is not "
+                                   "supported")
+            parameters.append(parameter)  # place known per packet only (bit_offset -1)
+            continue
+        if array is not None:
+            parameters.extend(expand_array(parameter, count, parameter.bit_offset))
+        else:
             parameters.append(parameter)
-            next_offset = max(next_offset, parameter.bit_offset + parameter.bit_length)
+        next_offset = max(next_offset, parameter.bit_offset + parameter.bit_length * count)
+        fixed_end = max(fixed_end, next_offset)
+    variable = next_offset is None
     trailer = CRC_BITS if error_control == "crc16" else 0
-    needed = math.ceil(next_offset / 8) + trailer // 8
+    needed = math.ceil(fixed_end / 8) + trailer // 8
     length_raw = raw.get("length")
-    if length_raw is None:
+    if variable:
+        if length_raw is not None:
+            errors.add(where, "length cannot be given for a packet with a variable-size array: "
+                              "each packet's length comes from its primary header")
+        length = 0
+    elif length_raw is None:
         length = needed
     else:
         length = _int(length_raw, where, "length", errors, minimum=7,
                       maximum=MAX_PACKET_BYTES) or needed
-    data_end = (length * 8) - trailer
+    data_end = (length * 8) - trailer if length else MAX_PACKET_BYTES * 8
     names: set[str] = set()
     for p in parameters:
         pwhere = f"{where} parameter {p.name!r}"
         if p.name in names:
             errors.add(pwhere, "duplicate parameter name")
         names.add(p.name)
+        if p.bit_offset < 0:
+            continue  # follows a variable-size array
         if p.bit_offset + p.bit_length > data_end:
             errors.add(pwhere, f"bits {p.bit_offset}..{p.bit_offset + p.bit_length - 1} "
                                f"lie outside the packet's {data_end} data bits")
@@ -493,7 +688,7 @@ def _parse_packet(raw: Any, where: str, errors: _Collector) -> PacketDef | None:
     # Sort by span only (Parameters do not compare), and check each field against the
     # furthest-reaching earlier one, not just its neighbour, so every overlap is reported.
     spans = sorted(((p.bit_offset, p.bit_offset + p.bit_length, p) for p in parameters
-                    if not p.overlay), key=lambda span: (span[0], span[1]))
+                    if not p.overlay and p.bit_offset >= 0), key=lambda span: (span[0], span[1]))
     reach: tuple[int, Parameter] | None = None
     for start, end, b in spans:
         if reach is not None and start < reach[0]:
@@ -519,7 +714,7 @@ def _parse_packet(raw: Any, where: str, errors: _Collector) -> PacketDef | None:
         name=name, apid=apid, length=length, parameters=tuple(parameters),
         description=str(raw.get("description", "")), period=period,
         time=cast(TimeSource, time_source), error_control=error_control == "crc16",
-        derived=tuple(derived),
+        derived=tuple(derived), layout=tuple(layout) if variable else (),
     )
 
 
@@ -572,6 +767,8 @@ def parse_tmdb(document: Any, source: str) -> Tmdb:
         spacecraft = "unknown"
     spacecraft_id = _int(document.get("spacecraft_id", 0), "spacecraft_id", "spacecraft_id",
                          errors, maximum=0x3FF)
+    packet_version = _int(document.get("packet_version", 0), "packet_version",
+                          "packet_version", errors, maximum=7)
     raw_packets = document.get("packets")
     packets: list[PacketDef] = []
     if not isinstance(raw_packets, list) or not raw_packets:
@@ -598,6 +795,7 @@ def parse_tmdb(document: Any, source: str) -> Tmdb:
         spacecraft=spacecraft, packets=tuple(packets), spacecraft_id=spacecraft_id or 0,
         mission=str(document.get("mission", "")), agency=str(document.get("agency", "")),
         description=str(document.get("description", "")), source=source,
+        packet_version=packet_version or 0,
     )
 
 
@@ -634,108 +832,3 @@ def load_tmdbs(paths: Sequence[Path]) -> list[Tmdb]:
     if problems:
         raise TmdbError(problems)
     return tmdbs
-
-
-# ------------------------------------------------------------------ ccsdspy CSV import
-
-_CSV_TYPES = {"uint": "unsigned", "int": "signed", "float": "float"}
-
-
-def _clean_name(name: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
-    if not cleaned or not cleaned[0].isalpha():
-        cleaned = f"p_{cleaned}"
-    return cleaned
-
-
-def import_ccsdspy_csv(path: Path, apid: int, name: str,
-                       length: int | None = None) -> dict[str, Any]:
-    """Turn a ccsdspy packet definition CSV into a TMDB packet mapping.
-
-    Columns ``name, data_type, bit_length`` and optionally ``bit_offset`` and
-    ``calibration`` (JSON: ``{"0": c0, "1": c1}`` polynomial coefficients by power,
-    or ``{"0": "STATE", ...}`` enum states). As in ccsdspy, explicit bit offsets
-    count from the start of the packet, primary header included; without them the
-    fields follow the primary header back to back. Packets imported this way carry
-    no CUC secondary header or CRC of ours: their time is the receive time. ``length``
-    is the whole packet in octets when the fields do not reach its end.
-    """
-    where = str(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, skipinitialspace=True)
-            rows = list(reader)
-            columns = set(reader.fieldnames or ())
-    except OSError as exc:
-        raise TmdbError([f"{where}: cannot read: {exc.strerror}"]) from None
-    except UnicodeDecodeError as exc:
-        raise TmdbError([f"{where}: cannot read: not UTF-8 text ({exc.reason} "
-                         f"at byte {exc.start})"]) from None
-    problems: list[str] = []
-    missing = {"name", "data_type", "bit_length"} - columns
-    if not rows or missing:
-        raise TmdbError([f"{where}: needs columns name, data_type, bit_length "
-                         f"(missing: {', '.join(sorted(missing)) or 'all rows'})"])
-    parameters: list[dict[str, Any]] = []
-    next_offset = PRIMARY_HEADER_BITS
-    covered: list[tuple[int, int]] = []
-    for line, row in enumerate(rows, start=2):
-        rwhere = f"{where}:{line}"
-        data_type = (row.get("data_type") or "").strip()
-        if "(" in data_type:
-            problems.append(f"{rwhere}: array field {data_type!r} is not supported; "
-                            "list its elements as separate rows")
-            continue
-        if data_type not in _CSV_TYPES:
-            problems.append(f"{rwhere}: data_type {data_type!r} is not one of uint, int, float")
-            continue
-        try:
-            bit_length = int(row["bit_length"])
-            offset_text = (row.get("bit_offset") or "").strip()
-            bit_offset = int(offset_text) if offset_text else next_offset
-        except ValueError:
-            problems.append(f"{rwhere}: bit_length and bit_offset must be integers")
-            continue
-        parameter: dict[str, Any] = {
-            "name": _clean_name(row["name"]), "bit_offset": bit_offset,
-            "bit_length": bit_length, "type": _CSV_TYPES[data_type],
-            "description": f"imported from {path.name}: {row['name'].strip()}",
-        }
-        end = bit_offset + bit_length
-        if bit_offset < PRIMARY_HEADER_BITS or any(s < end and bit_offset < e
-                                                   for s, e in covered):
-            parameter["overlay"] = True
-        covered.append((bit_offset, end))
-        next_offset = max(next_offset, end)
-        calibration_text = (row.get("calibration") or "").strip()
-        if calibration_text:
-            try:
-                calibration = json.loads(calibration_text)
-                if not isinstance(calibration, dict) or not calibration:
-                    raise ValueError("not a JSON object")
-                keys = {int(k): v for k, v in calibration.items()}
-            except ValueError as exc:
-                problems.append(f"{rwhere}: calibration is not a JSON object keyed by "
-                                f"integers: {exc}")
-                continue
-            if all(isinstance(v, str) for v in keys.values()):
-                parameter["type"] = "enum"
-                parameter["states"] = keys
-            elif all(isinstance(v, int | float) and not isinstance(v, bool)
-                     for v in keys.values()):
-                degree = max(keys)
-                parameter["calibration"] = {"polynomial": [float(keys.get(power, 0.0))
-                                                           for power in range(degree + 1)]}
-            else:
-                problems.append(f"{rwhere}: calibration mixes states and coefficients")
-                continue
-        parameters.append(parameter)
-    if problems:
-        raise TmdbError(problems)
-    packet: dict[str, Any] = {"name": _clean_name(name), "apid": apid, "time": "receive",
-                              "error_control": "none",
-                              "description": f"imported from {path.name}",
-                              "parameters": parameters}
-    if length is not None:
-        packet["length"] = length
-    return packet
