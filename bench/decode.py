@@ -44,10 +44,11 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from control_center.ccsdspy_csv import import_ccsdspy_csv
 from control_center.codec import PacketCodec
 from control_center.limits import LimitChecker
 from control_center.packets import CucTime, _split_slow, build_packet, split_packets
-from control_center.tmdb import PacketDef, import_ccsdspy_csv, parse_tmdb
+from control_center.tmdb import PacketDef, parse_tmdb
 
 ROOT = Path(__file__).resolve().parent.parent
 LANDER_YAML = ROOT / "config" / "tmdb" / "lander.yaml"
@@ -135,7 +136,7 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
 
 def imported_definition(path: Path, packet: PacketDef, raw: dict[str, Any]) -> PacketDef:
     """Our definition read from the CSV, limits copied from the YAML definition."""
-    mapping = import_ccsdspy_csv(path, packet.apid, packet.name)
+    mapping, _ = import_ccsdspy_csv(path, packet.apid, packet.name)
     monitoring = {p["name"]: p for p in raw["parameters"]}
     for parameter in mapping["parameters"]:
         source = monitoring.get(parameter["name"], {})

@@ -23,12 +23,13 @@ from control_center.archive import (
     list_passes,
     read_segment,
 )
+from control_center.ccsdspy_csv import import_ccsdspy_csv
 from control_center.config import Config
 from control_center.errors import IslsError
 from control_center.ingest import IngestService, wait_subscribed
 from control_center.replay import import_files, replay_pass
 from control_center.servers import InfluxServer
-from control_center.tmdb import Tmdb, import_ccsdspy_csv, parse_tmdb
+from control_center.tmdb import Tmdb, parse_tmdb
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 from tests.conftest import (
     ISLS,
@@ -245,7 +246,7 @@ def test_import_a_real_ccsdspy_packet_file(config: Config, influxd: InfluxServer
 
     directory = Path(ccsdspy.__file__).parent / "tests/data/hs/apid895"
     tlm = next(directory.glob("*.tlm"))
-    packet = import_ccsdspy_csv(directory / "defs.csv", 895, "ssat_hk", length=34)
+    packet, _ = import_ccsdspy_csv(directory / "defs.csv", 895, "ssat_hk", length=34)
     ssat = parse_tmdb({"spacecraft": "ssat1", "packets": [packet]}, "test")
     expected = ccsdspy.FixedLength.from_file(directory / "defs.csv").load(str(tlm))
     summary = asyncio.run(import_files(config, [ssat], [tlm]))
