@@ -93,8 +93,31 @@ class IngestStats:
 class _Pending:
     packets: list[bytes] = field(default_factory=list)
     receive_ns: list[int] = field(default_factory=list)
+    ordinals: list[int] = field(default_factory=list)  # place among its message's packets
     since: float = 0.0
     first_seq: int = 0  # the message the oldest waiting packet came from
+
+
+# Point identity (README, "InfluxDB contract"). InfluxDB keeps one point per
+# measurement, tag set and timestamp, so no two packets may share a timestamp:
+# - onboard time: the packet's 14-bit CCSDS sequence count (133.0-B-2 §4.1.3.4.2.2) is
+#   added in nanoseconds, so packets of a coarse clock or a burst (same onboard time,
+#   consecutive counts) stay apart, and the same packet heard twice (a redelivered
+#   message, a second station) lands on the same point. Two packets of one type could
+#   only meet if their onboard times differed by exactly minus the difference of their
+#   counts, under 16,384 ns: one packet per nanosecond, or a count that never moves;
+# - receive time: every packet of a message shares its earth-receive time (µs), so the
+#   packet's place among the message's packets of its type is added in nanoseconds.
+# Both are functions of the message alone: a replay rebuilds the live points exactly.
+SEQUENCE_COUNTS = 1 << 14
+
+
+def point_times(batch: DecodedBatch, ordinals: np.ndarray[Any, np.dtype[np.int64]]
+                ) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The InfluxDB timestamps of a decoded batch's packets (see above)."""
+    if batch.packet.time == "cuc":
+        return batch.times_ns + batch.sequence_counts.astype(np.int64)
+    return batch.times_ns + ordinals
 
 
 class Decoder:
@@ -118,15 +141,18 @@ class Decoder:
         self._codecs: dict[str, dict[int, PacketCodec]] = {}
         self._lengths: dict[str, dict[int, int]] = {}
         self._crc: dict[str, frozenset[int]] = {}
+        self._versions: dict[str, int] = {}
         for tmdb in tmdbs:
             self._codecs[tmdb.spacecraft] = {p.apid: PacketCodec(tmdb.spacecraft, p)
                                              for p in tmdb.packets}
             self._lengths[tmdb.spacecraft] = {p.apid: p.length for p in tmdb.packets}
             self._crc[tmdb.spacecraft] = frozenset(p.apid for p in tmdb.packets
                                                    if p.error_control)
+            self._versions[tmdb.spacecraft] = tmdb.packet_version
         # Keyed by spacecraft, APID and where the packets come from, so a replay and
         # the live stream never share a batch (they are stored under different tags).
         self._pending: dict[tuple[str, int, str, str, int], _Pending] = {}
+        self._units: dict[tuple[str, int, str, str, int], tuple[int, int]] = {}
         self._logged: set[str] = set()
 
     def count_error(self, kind: str, count: int, detail: str) -> None:
@@ -148,7 +174,7 @@ class Decoder:
             self.count_error("empty_message", 1, f"empty message from link {message.link!r}")
             return
         result = split_packets(message.payload, check_crc=self._crc[message.spacecraft],
-                               lengths=lengths)
+                               lengths=lengths, version=self._versions[message.spacecraft])
         for kind, count in result.errors.items():
             self.count_error(kind, count, f"{message.spacecraft} via {message.link}")
         moment = time.monotonic() if now is None else now
@@ -160,8 +186,17 @@ class Decoder:
             elif not pending.packets:
                 pending.since = moment
                 pending.first_seq = seq
+            # Packets of one receive time are numbered on, so a file imported in
+            # chunks (one receive time) or a message fed in pieces never restarts at 0.
+            unit_ns, first = self._units.get(key, (None, 0))
+            if unit_ns != message.receive_ns:
+                first = 0
+            self._units[key] = (message.receive_ns, first + len(packets))
+            if len(self._units) > 4096:  # replays come and go: keep the newest
+                del self._units[next(iter(self._units))]
             pending.packets.extend(packets)
             pending.receive_ns.extend([message.receive_ns] * len(packets))
+            pending.ordinals.extend(range(first, first + len(packets)))
 
     def take(self, *, now: float | None = None, force: bool = False) -> list[DecodedBatch]:
         """Decode and return every batch that is full, old enough, or all with ``force``."""
@@ -177,34 +212,49 @@ class Decoder:
             # At most max_batch packets a batch: a backlog taken in at once must not
             # become one million-line write (InfluxDB times those out).
             for start in range(0, len(pending.packets), self.max_batch):
-                batch = codec.decode_packets(
-                    pending.packets[start:start + self.max_batch],
-                    np.asarray(pending.receive_ns[start:start + self.max_batch],
-                               dtype=np.int64))
-                if shift_ns:
-                    batch = replace(batch, times_ns=batch.times_ns + shift_ns)
-                if source != "live" or pass_id:
-                    batch = replace(batch, source=source, pass_id=pass_id)
-                future = batch.times_ns > time.time_ns() + self.max_future_ns
-                if future.any():
-                    self.count_error("future_time", int(future.sum()),
-                                     f"{spacecraft} {batch.packet.name}: onboard time more than "
-                                     f"{self.max_future_ns / 86400e9:.0f} days ahead of the "
-                                     f"clock")
-                    batch = batch.take(np.flatnonzero(~future))
-                    if not len(batch):
-                        continue
-                self.stats.packets[spacecraft] += len(batch)
-                self.stats.packets_by_type[f"{spacecraft}/{batch.packet.name}"] += len(batch)
-                self.stats.values[spacecraft] += len(batch) * len(batch.packet.parameters)
-                self.stats.last_packet_ns[spacecraft] = int(batch.times_ns[-1])
-                batches.append(batch)
+                chunk = slice(start, start + self.max_batch)
+                ordinals = np.asarray(pending.ordinals[chunk], dtype=np.int64)
+                groups, misfits = codec.decode_groups(
+                    pending.packets[chunk], np.asarray(pending.receive_ns[chunk], dtype=np.int64))
+                if misfits:
+                    self.count_error("bad_layout", misfits,
+                                     f"{spacecraft} {codec.packet.name}: packets whose "
+                                     f"variable-size fields do not fit their length")
+                for decoded, rows in groups:
+                    batch = self._finish(decoded, ordinals[rows], shift_ns, source, pass_id)
+                    if batch is not None:
+                        batches.append(batch)
             pending.packets = []
             pending.receive_ns = []
+            pending.ordinals = []
         # Replays come and go: forget their emptied batch slots.
         for key in [k for k, p in self._pending.items() if not p.packets and k[2] != "live"]:
             del self._pending[key]
         return batches
+
+    def _finish(self, batch: DecodedBatch, ordinals: np.ndarray[Any, np.dtype[np.int64]],
+                shift_ns: int, source: str, pass_id: str) -> DecodedBatch | None:
+        """Point times, replay shift and tags; far-future packets counted and dropped."""
+        spacecraft = batch.spacecraft
+        times = point_times(batch, ordinals)
+        if shift_ns:
+            times = times + shift_ns
+        batch = replace(batch, times_ns=times)
+        if source != "live" or pass_id:
+            batch = replace(batch, source=source, pass_id=pass_id)
+        future = batch.times_ns > time.time_ns() + self.max_future_ns
+        if future.any():
+            self.count_error("future_time", int(future.sum()),
+                             f"{spacecraft} {batch.packet.name}: onboard time more than "
+                             f"{self.max_future_ns / 86400e9:.0f} days ahead of the clock")
+            batch = batch.take(np.flatnonzero(~future))
+            if not len(batch):
+                return None
+        self.stats.packets[spacecraft] += len(batch)
+        self.stats.packets_by_type[f"{spacecraft}/{batch.packet.name}"] += len(batch)
+        self.stats.values[spacecraft] += len(batch) * len(batch.packet.parameters)
+        self.stats.last_packet_ns[spacecraft] = int(batch.times_ns[-1])
+        return batch
 
     def oldest_seq(self) -> int | None:
         """The sequence number of the oldest message with packets still waiting."""
@@ -222,13 +272,19 @@ def param_message(batch: DecodedBatch) -> bytes:
     walking Python lists took 60 % of the ingest's time at 400,000 values/s (README,
     "Performance"). Float32 columns go out as float64, the values InfluxDB stores.
     """
-    values: dict[str, np.ndarray[Any, Any]] = {}
+    values: dict[str, np.ndarray[Any, Any] | list[Any]] = {}
     for name, column in batch.values.items():
         array = np.asarray(column)
         if array.dtype.kind == "f":
             array = array.astype(np.float64, copy=False)
+        elif array.dtype == np.uint64:
+            values[name] = array.tolist()  # exact above 2**63 (orjson writes any uint64)
+            continue
         elif array.dtype.kind in "iu":
             array = array.astype(np.int64, copy=False)
+        elif array.dtype.kind in "OUS":
+            values[name] = [str(v) for v in array.tolist()]  # strings
+            continue
         values[name] = np.ascontiguousarray(array)
     return orjson.dumps({
         "spacecraft": batch.spacecraft, "packet": batch.packet.name,

@@ -42,20 +42,37 @@ def escape_tag(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
-def _field_template(name: str, column: np.ndarray[Any, Any], float_field: bool) -> str:
-    if column.dtype == np.bool_:
+SEQUENCE_FIELD = "sequence_count"
+
+
+def _field_template(name: str, kind: str) -> str:
+    if kind == "bool":
         return f"{name}=%s"
-    if float_field:
+    if kind == "float":
         return f"{name}=%r"
+    if kind == "text":
+        return f'{name}="%s"'
     return f"{name}=%di"
 
 
+def escape_text(value: str) -> str:
+    """A line protocol string field value: backslash and double quote escaped (the
+    decoder's text holds no line break: :func:`control_center.codec.render_text`)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _columns(batch: DecodedBatch) -> list[tuple[str, str, np.ndarray[Any, Any]]]:
-    """(field name, kind, column) in line order; kind is "float", "int" or "bool"."""
+    """(field name, kind, column) in line order; kind is "float", "int", "bool" or
+    "text" (strings, and unsigned 64-bit values as exact decimal text: InfluxDB 1.x
+    has no unsigned type and would store those above 2**63 negative)."""
     columns: list[tuple[str, str, np.ndarray[Any, Any]]] = []
     for parameter in batch.packet.parameters:
         column = np.asarray(batch.values[parameter.name])
-        if parameter.is_float_value:
+        if parameter.type == "string":
+            columns.append((parameter.name, "text", column))
+        elif parameter.is_wide_unsigned:
+            columns.append((parameter.name, "text", column.astype(np.uint64).astype(str)))
+        elif parameter.is_float_value:
             columns.append((parameter.name, "float", column.astype(np.float64, copy=False)))
         elif column.dtype == np.bool_:
             columns.append((parameter.name, "bool", column))
@@ -64,6 +81,10 @@ def _columns(batch: DecodedBatch) -> list[tuple[str, str, np.ndarray[Any, Any]]]
     for derived in batch.packet.derived:
         columns.append((derived.name, "float",
                         np.asarray(batch.values[derived.name], dtype=np.float64)))
+    # Every point carries its packet's CCSDS sequence count: it is what gap analysis
+    # needs, and a field on every point makes COUNT("sequence_count") the number of
+    # packets stored, even where non-finite values left other fields out.
+    columns.append((SEQUENCE_FIELD, "int", batch.sequence_counts.astype(np.int64)))
     return columns
 
 
@@ -94,6 +115,8 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
     if n < _COLUMNAR_MIN_ROWS:
         return format_lines_reference(batch, tags)
     columns = _columns(batch)
+    if any(kind == "text" for _, kind, _ in columns):
+        return format_lines_reference(batch, tags)  # rare: strings, unsigned 64-bit
     finite = np.ones(n, dtype=bool)
     for _, kind, column in columns:
         if kind == "float":
@@ -134,16 +157,17 @@ def format_lines_reference(batch: DecodedBatch, tags: Mapping[str, str]) -> byte
         return b""
     prefix = _prefix(batch, tags)
     columns = _columns(batch)
-    templates = [_field_template(name, column, kind == "float") for name, kind, column in columns]
-    lists: list[list[Any]] = [np.where(column, "true", "false").tolist() if kind == "bool"
-                              else column.tolist() for _, kind, column in columns]
+    templates = [_field_template(name, kind) for name, kind, _ in columns]
+    lists: list[list[Any]] = [
+        np.where(column, "true", "false").tolist() if kind == "bool"
+        else [escape_text(str(v)) for v in column.tolist()] if kind == "text"
+        else column.tolist() for _, kind, column in columns]
     times = batch.times_ns.astype(np.int64).tolist()
     out: list[str] = []
     for row in zip(*lists, times, strict=True):
         fields = [t % v for t, v in zip(templates, row[:-1], strict=True)
                   if not (isinstance(v, float) and not math.isfinite(v))]
-        if fields:
-            out.append(f"{prefix}{','.join(fields)} {row[-1]}\n")
+        out.append(f"{prefix}{','.join(fields)} {row[-1]}\n")
     return "".join(out).encode()
 
 

@@ -125,14 +125,13 @@ async def wait_for_async(condition: Callable[[], bool], timeout: float = 20.0,
 
 def count_points(influxd: InfluxServer, database: str, measurement: str,
                  where: str = "") -> int:
-    """Points in a measurement, counted on a field every packet carries."""
-    result = influxd.query(f'SELECT COUNT(*) FROM "{measurement}" {where}', database)
+    """Points in a packet measurement: every point carries ``sequence_count``."""
+    result = influxd.query(f'SELECT COUNT("sequence_count") FROM "{measurement}" {where}',
+                           database)
     series = result["results"][0].get("series")  # type: ignore[index]
     if not series:
         return 0
-    columns = series[0]["columns"]
-    row = series[0]["values"][0]
-    return max(int(v) for c, v in zip(columns, row, strict=True) if c != "time")
+    return int(series[0]["values"][0][1])
 
 
 async def run_pipeline(config: Config, tmdbs: list[Tmdb], duration: float, speed: float, *,

@@ -116,8 +116,9 @@ def test_corrupt_and_unknown_packets_counted_and_skipped_good_ones_stored(
     unknown = build_packet(0x555, 0, b"\x00" * 20, time=CucTime(0, 0))
     idle = build_packet(0x7FF, 0, b"\xff" * 10, time=None, error_control=False)
     first = good[0] + good[1] + bytes(corrupt) + unknown + idle + good[3]
-    # A second message ends in garbage: the packets before it are still good.
-    second = good[4] + good[5] + b"\xde\xad\xbe\xef\x00\x01\x02"
+    # A second message ends in garbage (version 6, a length that fits): the packets
+    # before it are still good, and the garbage is one bad packet.
+    second = good[4] + good[5] + b"\xde\xad\xbe\xef\x00\x01\x02\x03"
     ingest = asyncio.run(_publish_and_ingest(config, tmdbs, [
         (raw_topic("lander"), first), (raw_topic("lander"), second),
         (raw_topic("mars_rover"), good[0]), (raw_topic("lander"), b""),
@@ -210,7 +211,9 @@ def test_engineering_values_are_republished_for_live_consumers(
     values = document["values"]
     assert isinstance(values, dict)
     assert np.allclose(values["battery_soc"], [50.0, 55.0, 60.0], atol=0.005)
-    assert document["time_ns"] == [1_800_000_000_000_000_000 + i * 1_000_000_000
+    # The point times InfluxDB holds: onboard time plus the sequence count in ns
+    # (README, "InfluxDB contract").
+    assert document["time_ns"] == [1_800_000_000_000_000_000 + i * 1_000_000_000 + i
                                    for i in range(3)]
 
 

@@ -241,12 +241,21 @@ def test_known_values_plots_hold_exactly_what_was_encoded(
         assert (meta["yellow_violations"], meta["red_violations"]) == \
             _expected_violations(encoded, parameter.limits), where
         ms = archive.known_ms[packet.name]
-        assert meta["first_ns"] == KNOWN_START * SECOND + int(ms[0]) * 1_000_000, where
-        # CUC fine time is 1/65536 s: the last stamp is within 16 µs of the encoded one.
+        # Point times: onboard time plus the sequence count in ns (README, "InfluxDB
+        # contract"); the first packet's count is 0.
+        assert meta["first_ns"] == point_ns(KNOWN_START * SECOND + int(ms[0]) * 1_000_000, 0), \
+            where
+        # CUC fine time is 1/65536 s, the count adds under 16,384 ns: the last stamp is
+        # within 33 µs of the encoded one.
         assert abs(meta["last_ns"] - (KNOWN_START * SECOND + int(ms[-1]) * 1_000_000)) \
-            < 16_000, where
+            < 33_000, where
         figures = next(f for f in summary.parameters if f.parameter == parameter.name)
         assert figures.plot_metadata() == meta, where
+
+
+def point_ns(onboard_ns: int, sequence_count: int) -> int:
+    """The point time of a packet (README, "InfluxDB contract")."""
+    return onboard_ns + sequence_count
 
 
 def test_known_violations_anchor_the_independent_count(
@@ -255,7 +264,7 @@ def test_known_violations_anchor_the_independent_count(
     figures = {f.parameter: f for f in reports["known"].parameters}
     soc = figures["battery_soc"]  # 80.25 - 1.25 i: yellow from i=41 (29 %), red from 53
     assert (soc.yellow_violations, soc.red_violations) == (12, 7)
-    assert soc.first_violation_ns == (KNOWN_START + 41) * SECOND
+    assert soc.first_violation_ns == point_ns((KNOWN_START + 41) * SECOND, 41)
     assert soc.worst_value == pytest.approx(6.5)
     throttle = figures["throttle"]  # 50 % + 0.09 % i: > 100 % from i=556, > 100.5 % from 562
     assert (throttle.yellow_violations, throttle.red_violations) == (6, 38)
@@ -328,7 +337,7 @@ def test_simulated_passes_plot_every_report_parameter(
             assert png.is_file(), png
             meta, _ = _open_png(png)
             assert meta["samples"] == archive.sim_counts[spacecraft][packet.name], png
-            assert meta["first_ns"] == START * SECOND, png
+            assert meta["first_ns"] == point_ns(START * SECOND, 0), png
             assert meta["min"] is not None and meta["min"] <= meta["max"], png
 
 

@@ -49,7 +49,7 @@ def test_line_protocol_types_and_tags() -> None:
     lines = format_lines(_batch(2), {"spacecraft": "probe", "source": "live"}).decode()
     first, second = lines.splitlines()
     assert first == ("probe_hk,source=live,spacecraft=probe voltage=27.0,counter=0i,mode=0i,"
-                     "heater=true,ratio=0.5 1700000000000000000")
+                     "heater=true,ratio=0.5,sequence_count=0i 1700000000000000000")
     assert second.startswith("probe_hk,source=live,spacecraft=probe voltage=28.0,counter=1i,"
                              "mode=1i,heater=false")
 
