@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 from control_center.config import Config, load_config
 from control_center.errors import IslsError, TmdbError
-from control_center.tmdb import Tmdb, import_ccsdspy_csv, load_tmdbs, parse_tmdb
+from control_center.tmdb import Tmdb, load_tmdbs, parse_tmdb
 
 log = logging.getLogger("isls")
 DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
@@ -196,7 +196,11 @@ def cmd_tmdb_check(args: argparse.Namespace) -> int:
 
 
 def cmd_tmdb_import(args: argparse.Namespace) -> int:
-    packet = import_ccsdspy_csv(args.csv, args.apid, args.name, args.length)
+    from control_center.ccsdspy_csv import import_ccsdspy_csv
+
+    packet, notes = import_ccsdspy_csv(args.csv, args.apid, args.name, args.length)
+    for note in notes:  # what was taken with a change, row by row
+        print(f"note: {note}", file=sys.stderr)
     if args.out is None:
         document = {"spacecraft": args.spacecraft, "packets": [packet]}
         parse_tmdb(document, str(args.csv))
@@ -381,12 +385,23 @@ def cmd_import(args: argparse.Namespace) -> int:
           f"(source=import)")
     for name, count in sorted(summary.packets.items()):
         print(f"  {name:<40} {count:>9}")
-    unknown = summary.errors.get("unknown_apid", 0)
-    bad = sum(summary.errors.values()) - unknown
+    errors = +summary.errors  # the kinds that happened
+    unknown = errors.get("unknown_apid", 0)
+    bad = errors.total() - unknown
     print(f"  unknown APIDs {unknown}, bad packets {bad}"
-          + (f" ({', '.join(f'{k} {v}' for k, v in sorted(summary.errors.items()))})"
-             if summary.errors else ""))
-    return 0
+          + (f" ({', '.join(f'{k} {v}' for k, v in sorted(errors.items()))})"
+             if errors else ""))
+    # A file that gave no good packet is a failed import, whatever the others gave.
+    empty = summary.files_without_packets
+    for file in empty:
+        if file.problem:
+            detail = f"0 good packets: {file.problem}"
+        else:
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted((+file.errors).items()))
+            detail = f"0 good packets of {file.seen}" + (f" ({kinds})" if kinds else "")
+        print(f"isls import: {file.path}: {detail} — nothing stored from this file",
+              file=sys.stderr)
+    return 1 if empty else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
