@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make the bench package importa
 
 from bench import bridge  # noqa: E402
 from control_center.codec import DecodedBatch, PacketCodec  # noqa: E402
+from control_center.ingest import point_times  # noqa: E402
 from control_center.packets import split_packets  # noqa: E402
 from control_center.servers import (  # noqa: E402
     InfluxServer,
@@ -136,8 +137,9 @@ def build_step(packet: PacketDef, codec: PacketCodec, index: int, values_per_sec
     length = packet.length
     bounds = [*range(0, n, per_message), n]
     messages = [octets[a * length:b * length] for a, b in itertools.pairwise(bounds)]
-    # The stored time of each packet, from the ingest's own decoder.
-    times = decode(codec, octets).times_ns
+    # The stored time of each packet, from the ingest's own decoder and point identity.
+    batch = decode(codec, octets)
+    times = point_times(batch, np.zeros(len(batch), dtype=np.int64))
     return Step(values_per_second, n, messages, bounds, times.astype(np.int64))
 
 
@@ -508,7 +510,7 @@ def json_messages(step: Step, codec: PacketCodec, names: list[str]) -> list[byte
     """The step's packets decoded to engineering values, one JSON object per packet."""
     batch = decode(codec, b"".join(step.messages))
     columns = [np.asarray(batch.values[n]).tolist() for n in names]
-    times = batch.times_ns.tolist()
+    times = step.times_ns.tolist()
     return [json.dumps({"time": t, **dict(zip(names, row, strict=True))},
                        separators=(",", ":")).encode()
             for t, *row in zip(times, *columns, strict=True)]
