@@ -38,6 +38,7 @@ from control_center.alarms import AlarmChange
 from control_center.archive import KIND_LINK_OCTETS, ArchiveWriter
 from control_center.codec import DecodedBatch, PacketCodec
 from control_center.config import Config, LinkSettings
+from control_center.dead_letters import DeadLetterStore
 from control_center.monitoring import Event, Monitor, alarm_json, alarm_line, event_json, event_line
 from control_center.packets import split_packets
 from control_center.servers import peak_memory_mb
@@ -153,6 +154,8 @@ class Decoder:
         # the live stream never share a batch (they are stored under different tags).
         self._pending: dict[tuple[str, int, str, str, int], _Pending] = {}
         self._units: dict[tuple[str, int, str, str, int], tuple[int, int]] = {}
+        # (spacecraft, reason, packets) that failed to decode, for the dead-letter store
+        self.failed: list[tuple[str, str, bytes]] = []
         self._logged: set[str] = set()
 
     def count_error(self, kind: str, count: int, detail: str) -> None:
@@ -214,8 +217,18 @@ class Decoder:
             for start in range(0, len(pending.packets), self.max_batch):
                 chunk = slice(start, start + self.max_batch)
                 ordinals = np.asarray(pending.ordinals[chunk], dtype=np.int64)
-                groups, misfits = codec.decode_groups(
-                    pending.packets[chunk], np.asarray(pending.receive_ns[chunk], dtype=np.int64))
+                try:
+                    groups, misfits = codec.decode_groups(
+                        pending.packets[chunk],
+                        np.asarray(pending.receive_ns[chunk], dtype=np.int64))
+                except Exception as exc:
+                    # A defect, never a reason to stop: these packets go to the
+                    # dead-letter store (the service takes ``failed``) and are counted.
+                    self.count_error("decode_failure", len(pending.packets[chunk]),
+                                     f"{spacecraft} {codec.packet.name}: {exc!r}")
+                    self.failed.append((spacecraft, f"decode failed: {exc!r}",
+                                        b"".join(pending.packets[chunk])))
+                    continue
                 if misfits:
                     self.count_error("bad_layout", misfits,
                                      f"{spacecraft} {codec.packet.name}: packets whose "
@@ -307,6 +320,7 @@ class IngestService:
         self.identifier = identifier or "isls-ingest-" + hashlib.sha1(
             str(config.state_dir).encode()).hexdigest()[:10]
         self.spool = Spool(config.state_dir / "spool", config.influx.spool_max_mb << 20)
+        self.dead_letters = DeadLetterStore(config.state_dir / "dead_letters")
         self._seq = 0  # messages accepted so far
         self._unacked: deque[tuple[int, Callable[[], None]]] = deque()
         self.stats = IngestStats()
@@ -338,7 +352,9 @@ class IngestService:
         self._drain_limit = drain_limit
         self._last_message = time.monotonic()
         self._mqtt: aiomqtt.Client | None = None
-        self._leave = asyncio.Event()
+        self._leave = asyncio.Event()  # leave the shared group (stop, shared only)
+        self._stop_taking = asyncio.Event()  # stop reading messages (stop, plain)
+        self._taking_stopped = asyncio.Event()
 
     @property
     def unread_messages(self) -> int:
@@ -379,16 +395,26 @@ class IngestService:
                 await link_stats
             if monitor_task is not None:
                 await monitor_task
-            # Drain: leave the shared group (the broker sends the others what comes
-            # next), keep reading until the broker has been quiet for a moment, store
-            # it, acknowledge it, and only then disconnect.
-            self._leave.set()
-            deadline = time.monotonic() + self._drain_limit
-            while time.monotonic() < deadline and not reader.done():
-                quiet = time.monotonic() - self._last_message
-                if quiet >= self._drain_quiet and self._queue.empty():
-                    break
-                await asyncio.sleep(0.05)
+            if self.config.mqtt.shared_group:
+                # Drain: leave the shared group (the broker sends the others what comes
+                # next), keep reading until the broker has been quiet for a moment,
+                # store it, acknowledge it, and only then disconnect.
+                self._leave.set()
+                deadline = time.monotonic() + self._drain_limit
+                while time.monotonic() < deadline and not reader.done():
+                    quiet = time.monotonic() - self._last_message
+                    if quiet >= self._drain_quiet and self._queue.empty():
+                        break
+                    await asyncio.sleep(0.05)
+            else:
+                # A plain subscription is kept: the broker goes on queueing for this
+                # persistent session while the ingest is stopped (mqtt.session_expiry).
+                # Stop taking messages; what was received and not taken stays
+                # unacknowledged and comes again at the next start. What was taken is
+                # stored and acknowledged below, before disconnecting.
+                self._stop_taking.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._taking_stopped.wait(), 5)
             await self._queue.put(None)
             await decoder
             if not await writer.drained(self._drain_limit):
@@ -429,15 +455,27 @@ class IngestService:
             reading = asyncio.create_task(self._read_messages(client))
             leaving = asyncio.create_task(self._unsubscribe_on_leave(client))
             stopping = asyncio.create_task(stop_reading.wait())
+            halting = asyncio.create_task(self._stop_taking.wait())
             try:
-                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({reading, stopping, halting},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if halting.done() and not reading.done():
+                    # Stop taking, but stay connected until what was taken is stored
+                    # and acknowledged (``stop_reading``).
+                    reading.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reading
+                    self._taking_stopped.set()
+                    await stopping
             finally:
                 stopping.cancel()
                 leaving.cancel()
+                halting.cancel()
                 if not reading.done():
                     reading.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await reading
+                self._taking_stopped.set()
             if reading.done() and not reading.cancelled() and reading.exception() is not None:
                 raise reading.exception()  # type: ignore[misc]
 
@@ -459,6 +497,10 @@ class IngestService:
                 self.decoder.count_error("foreign_topic", 1, "message on a topic "
                                           "outside isls/<spacecraft>/tm/raw")
                 continue
+            if raw.problem:
+                self._quarantine(raw, raw.problem, archive=True)
+                ack(client, message)  # it is on disk in the dead-letter store
+                continue
             if raw.stored:
                 ack(client, message)
                 continue  # a serial link's ingest stored it already
@@ -468,14 +510,39 @@ class IngestService:
 
     def _accept(self, message: RawMessage, acknowledge: Callable[[], None] | None) -> None:
         # Recording comes first: the archive keeps what arrived even if decoding it fails.
-        if self.archive is not None and message.source == "live":
-            self.archive.record(message.spacecraft, message.receive_ns, message.link,
-                                message.payload)
+        try:
+            if self.archive is not None and message.source == "live":
+                self.archive.record(message.spacecraft, message.receive_ns, message.link,
+                                    message.payload)
+            self.decoder.feed(message, seq=self._seq + 1)
+        except Exception as exc:
+            # Whatever a message holds, the service goes on: the message is kept in the
+            # dead-letter store and acknowledged, and the ones behind it are stored.
+            log.exception("message from %s via %s could not be taken", message.spacecraft,
+                          message.link)
+            self._quarantine(message, f"processing failed: {type(exc).__name__}: {exc}",
+                             archive=False)
+            if acknowledge is not None:
+                acknowledge()
+            return
         self._seq += 1
-        self.decoder.feed(message, seq=self._seq)
         if acknowledge is not None:
             # Acknowledged once its packets are in InfluxDB or in the spool (_stored).
             self._unacked.append((self._seq, acknowledge))
+
+    def _quarantine(self, message: RawMessage, reason: str, *, archive: bool) -> None:
+        """The poison-message policy: counted, archived as received, kept in the
+        dead-letter store (to list and replay), never decoded."""
+        self.decoder.count_error("poison_message", 1,
+                                 f"{message.spacecraft} via {message.link}: {reason} "
+                                 f"(kept in {self.dead_letters.directory})")
+        if archive and self.archive is not None and message.source == "live":
+            with contextlib.suppress(Exception):
+                self.archive.record(message.spacecraft, message.receive_ns, message.link,
+                                    message.payload)
+        self.dead_letters.put(reason, topic=message.topic or f"isls/{message.spacecraft}/tm/raw",
+                              spacecraft=message.spacecraft, payload=message.payload,
+                              properties=dict(message.properties))
 
     def _stored(self, seq: int) -> None:
         """Every message up to ``seq`` is stored or spooled: acknowledge them, in order."""
@@ -507,7 +574,12 @@ class IngestService:
             self.stats.queue_depth = self._queue.qsize()
             if self.archive is not None:
                 self.archive.tick()
-            for batch in self.decoder.take(force=finished):
+            batches = self.decoder.take(force=finished)
+            for spacecraft, reason, packets in self.decoder.failed:
+                self.dead_letters.put(reason, topic=f"isls/{spacecraft}/tm/raw",
+                                      spacecraft=spacecraft, payload=packets)
+            self.decoder.failed.clear()
+            for batch in batches:
                 source = self.source if batch.source == "live" else batch.source
                 key = (batch.spacecraft, source, batch.pass_id)
                 tags = tags_cache.get(key)

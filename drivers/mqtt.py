@@ -68,14 +68,24 @@ def format_ert(unix_ns: int) -> str:
     return f"{stamp}.{nanoseconds // 1000:06d}Z"
 
 
+# Earth-receive times and replay shifts a message may carry: from the CCSDS epoch to
+# 2200, so that every time stamp derived from them stays far inside int64 nanoseconds.
+EARLIEST_ERT_NS = -378_691_200 * 1_000_000_000  # 1958-01-01T00:00:00Z
+LATEST_ERT_NS = 7_258_118_400 * 1_000_000_000  # 2200-01-01T00:00:00Z
+MAX_SHIFT_NS = LATEST_ERT_NS - EARLIEST_ERT_NS
+
+
 def parse_ert(text: str) -> int | None:
+    """An ISO 8601 UTC time as ns since 1970, or None if it is not one or lies outside
+    1958..2200 (a hostile or corrupt value must not overflow a time stamp later)."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
     if moment.tzinfo is None:
         return None
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    value = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    return value if EARLIEST_ERT_NS <= value < LATEST_ERT_NS else None
 
 
 def alarms_topic(spacecraft: str) -> str:
@@ -127,6 +137,11 @@ class RawMessage:
     source: str = "live"  # live, replay or import: the InfluxDB source tag
     pass_id: str = ""  # the pass a replay comes from (InfluxDB pass tag)
     shift_ns: int = 0  # added to every point time (replay --shift-to-now)
+    # Why the message cannot be trusted (a property out of range...): such a message
+    # is quarantined, never decoded (control_center.dead_letters).
+    problem: str = ""
+    topic: str = ""
+    properties: tuple[tuple[str, str], ...] = ()
 
 
 def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
@@ -144,27 +159,37 @@ def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
     stored = False
     pass_id = ""
     shift_ns = 0
-    user_properties = getattr(message.properties, "UserProperty", None) or []
+    user_properties = [(str(k), str(v)) for k, v in
+                       getattr(message.properties, "UserProperty", None) or []]
+    problems: list[str] = []
     for key, value in user_properties:
         if key == "ert":
             receive_ns = parse_ert(value)
+            if receive_ns is None:
+                problems.append(f"ert {value[:64]!r} is not an ISO 8601 UTC time in "
+                                f"1958..2199")
         elif key == "link":
-            link = value
+            link = value[:200]
         elif key == "stored":
             stored = value == "true"
         elif key == "pass":
-            pass_id = value
+            pass_id = value[:200]
         elif key == "shift_ns":
             try:
                 shift_ns = int(value)
             except ValueError:
+                shift_ns = MAX_SHIFT_NS + 1
+            if abs(shift_ns) > MAX_SHIFT_NS:
+                problems.append(f"shift_ns {value[:64]!r} is not a whole number of ns "
+                                f"within ±{MAX_SHIFT_NS:,}")
                 shift_ns = 0
     if receive_ns is None:
         receive_ns = time.time_ns()
     replay = message.topic.value.endswith("/tm/replay")
     return RawMessage(spacecraft, bytes(payload), receive_ns, link, stored,
                       source="replay" if replay else "live", pass_id=pass_id if replay else "",
-                      shift_ns=shift_ns if replay else 0)
+                      shift_ns=shift_ns if replay else 0, problem="; ".join(problems),
+                      topic=message.topic.value, properties=tuple(user_properties))
 
 
 def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = True,

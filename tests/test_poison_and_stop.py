@@ -1,0 +1,108 @@
+"""Issue 13, items 1 and 2, against the real broker and InfluxDB: a poison message is
+quarantined and never stops the ingest; a clean stop keeps the subscription, so what is
+published while the ingest is stopped is stored when it comes back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from control_center.config import Config
+from control_center.dead_letters import DeadLetterStore
+from control_center.ingest import IngestService, wait_subscribed
+from control_center.servers import InfluxServer
+from control_center.tmdb import Tmdb
+from drivers.mqtt import make_client, raw_properties, raw_topic, replay_topic
+from tests.conftest import count_points, lander_nav_messages, wait_for_async
+
+PER_MESSAGE = 20
+
+
+def properties(**user: str) -> Properties:
+    result = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    result.UserProperty = list(user.items())
+    return result
+
+
+async def run_ingest(config: Config, tmdbs: list[Tmdb], until_packets: int,
+                     publish: list[tuple[str, bytes, Properties | None]]) -> IngestService:
+    stop = asyncio.Event()
+    ingest = IngestService(config, tmdbs)
+    task = asyncio.create_task(ingest.run(stop))
+    try:
+        await wait_subscribed(ingest)
+        async with make_client(config.mqtt, "test-poison-publisher") as client:
+            for topic, payload, props in publish:
+                await client.publish(topic, payload, qos=1, properties=props)
+        await wait_for_async(lambda: ingest.stats.packets["lander"] >= until_packets
+                             and ingest.stats.errors["poison_message"] >= 2)
+    finally:
+        stop.set()
+        await task
+    return ingest
+
+
+def test_a_poison_message_is_quarantined_and_the_ingest_goes_on(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
+    """An ert beyond int64 nanoseconds once crashed the archive and, redelivered, every
+    restart: now it is counted, archived, kept in the dead-letter store and
+    acknowledged, and the good messages around it are stored."""
+    good = lander_nav_messages(tmdbs[0], 6, PER_MESSAGE)
+    poison = (raw_topic("lander"), good[0], properties(ert="9999-12-31T23:59:59Z", link="x"))
+    shifted = (replay_topic("lander"), good[1], properties(
+        ert="2027-01-15T08:00:00Z", link="x", shift_ns="100000000000000000000", **{
+            "pass": "lander-20270115T080000Z"}))
+    plain = [(raw_topic("lander"), m, raw_properties(1_800_000_000_000_000_000 + i, "test"))
+             for i, m in enumerate(good[2:])]
+    publish = [plain[0], poison, plain[1], shifted, plain[2], plain[3]]
+    ingest = asyncio.run(run_ingest(config, tmdbs, 4 * PER_MESSAGE, publish))
+    assert ingest.stats.errors["poison_message"] == 2
+    assert count_points(influxd, database, "lander_nav") == 4 * PER_MESSAGE
+    letters = list(DeadLetterStore(config.state_dir / "dead_letters"))
+    assert [(d.topic, d.spacecraft, d.payload) for d in letters] == [
+        (raw_topic("lander"), "lander", good[0]), (replay_topic("lander"), "lander", good[1])]
+    assert "ert '9999-12-31T23:59:59Z'" in letters[0].reason
+    assert letters[0].properties["ert"] == "9999-12-31T23:59:59Z"
+    assert "shift_ns '100000000000000000000'" in letters[1].reason
+    # Restarted on the same session, nothing is redelivered to crash it again.
+    again = asyncio.run(run_ingest(config, tmdbs, 0, [poison, poison]))
+    assert again.stats.errors["poison_message"] == 2
+    assert len(list(DeadLetterStore(config.state_dir / "dead_letters"))) == 4
+
+
+def test_a_clean_stop_keeps_the_subscription(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str,
+        tmp_path: Path) -> None:
+    """Published while the ingest is stopped (cleanly, as SIGTERM does): stored once it
+    is back. Before the fix a clean stop unsubscribed and 0 of them were stored."""
+    messages = lander_nav_messages(tmdbs[0], 100, PER_MESSAGE)
+
+    async def scenario() -> IngestService:
+        first = IngestService(config, tmdbs)
+        stop = asyncio.Event()
+        task = asyncio.create_task(first.run(stop))
+        await wait_subscribed(first)
+        async with make_client(config.mqtt, "test-stop-publisher") as client:
+            for payload in messages[:20]:
+                await client.publish(raw_topic("lander"), payload, qos=1)
+            await wait_for_async(lambda: first.stats.packets["lander"] >= 20 * PER_MESSAGE)
+            stop.set()
+            await task
+            # The ingest is down: the broker must keep these for its session.
+            for payload in messages[20:]:
+                await client.publish(raw_topic("lander"), payload, qos=1)
+        second = IngestService(config, tmdbs)
+        stop = asyncio.Event()
+        task = asyncio.create_task(second.run(stop))
+        await wait_subscribed(second)
+        await wait_for_async(lambda: second.stats.packets["lander"] >= 80 * PER_MESSAGE)
+        stop.set()
+        await task
+        return second
+
+    second = asyncio.run(scenario())
+    assert second.stats.packets["lander"] == 80 * PER_MESSAGE
+    assert count_points(influxd, database, "lander_nav") == 100 * PER_MESSAGE
