@@ -5,6 +5,7 @@ published while the ingest is stopped is stored when it comes back."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 from paho.mqtt.packettypes import PacketTypes
@@ -28,7 +29,8 @@ def properties(**user: str) -> Properties:
 
 
 async def run_ingest(config: Config, tmdbs: list[Tmdb], until_packets: int,
-                     publish: list[tuple[str, bytes, Properties | None]]) -> IngestService:
+                     publish: Sequence[tuple[str, bytes, Properties | None]]
+                     ) -> IngestService:
     stop = asyncio.Event()
     ingest = IngestService(config, tmdbs)
     task = asyncio.create_task(ingest.run(stop))
