@@ -48,6 +48,7 @@ from control_center.tmdb import Tmdb
 from drivers.mqtt import (
     ALARM_COMMAND_TOPIC,
     RAW_QOS,
+    GatedClient,
     RawMessage,
     ack,
     active_alarms_topic,
@@ -157,6 +158,10 @@ class Decoder:
         # (spacecraft, reason, packets) that failed to decode, for the dead-letter store
         self.failed: list[tuple[str, str, bytes]] = []
         self._logged: set[str] = set()
+
+    def knows(self, spacecraft: str) -> bool:
+        """Whether a telemetry database describes ``spacecraft``."""
+        return spacecraft in self._lengths
 
     def count_error(self, kind: str, count: int, detail: str) -> None:
         self.stats.errors[kind] += count
@@ -439,7 +444,8 @@ class IngestService:
         # acknowledges only what it has stored.
         client = make_client(self.config.mqtt, self.identifier, manual_ack=True,
                              receive_maximum=RECEIVE_MAXIMUM, clean_start=False,
-                             session_expiry=self.config.mqtt.session_expiry)
+                             session_expiry=self.config.mqtt.session_expiry,
+                             read_limit=RECEIVE_MAXIMUM)
         async with client:
             self._mqtt = client
             await client.subscribe(raw_subscription(self.config.mqtt.shared_group), qos=RAW_QOS)
@@ -485,7 +491,10 @@ class IngestService:
                                   raw_subscription(self.config.mqtt.shared_group, "replay")])
 
     async def _read_messages(self, client: aiomqtt.Client) -> None:
+        gate = client if isinstance(client, GatedClient) else None
         async for message in client.messages:
+            if gate is not None:
+                gate.taken()
             if message.topic.matches(ALARM_COMMAND_TOPIC):
                 ack(client, message)
                 self._command(message.payload if isinstance(message.payload, bytes) else b"")
@@ -511,7 +520,10 @@ class IngestService:
     def _accept(self, message: RawMessage, acknowledge: Callable[[], None] | None) -> None:
         # Recording comes first: the archive keeps what arrived even if decoding it fails.
         try:
-            if self.archive is not None and message.source == "live":
+            # Only configured spacecraft: the name comes from the topic, and the archive
+            # makes a directory of it (a topic "isls/../tm/raw" must not write above it).
+            if self.archive is not None and message.source == "live" \
+                    and self.decoder.knows(message.spacecraft):
                 self.archive.record(message.spacecraft, message.receive_ns, message.link,
                                     message.payload)
             self.decoder.feed(message, seq=self._seq + 1)
@@ -536,7 +548,8 @@ class IngestService:
         self.decoder.count_error("poison_message", 1,
                                  f"{message.spacecraft} via {message.link}: {reason} "
                                  f"(kept in {self.dead_letters.directory})")
-        if archive and self.archive is not None and message.source == "live":
+        if archive and self.archive is not None and message.source == "live" \
+                and self.decoder.knows(message.spacecraft):
             with contextlib.suppress(Exception):
                 self.archive.record(message.spacecraft, message.receive_ns, message.link,
                                     message.payload)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -192,9 +193,78 @@ def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
                       topic=message.topic.value, properties=tuple(user_properties))
 
 
+class GatedClient(aiomqtt.Client):
+    """An aiomqtt client that stops reading its socket while ``read_limit`` received
+    messages wait unread, and reads on once the reader has taken them down to half.
+
+    Why: the broker is meant to send at most Receive Maximum unacknowledged messages,
+    but Mosquitto 2.0.11 sends more once acknowledgements flow (2,388 outstanding at
+    100, FACTS.md), and aiomqtt queues whatever paho reads, without bound. Not reading
+    the socket is the one bound the broker cannot override: TCP flow control pushes the
+    backlog back into the broker's queue for this session, where it waits.
+
+    aiomqtt 2.5 keeps its socket reader as a closure: ``_on_socket_open`` below is its
+    own (aiomqtt/client.py, ``Client._on_socket_open``), keeping a reference to the
+    reader so that it can be removed and added again.
+    """
+
+    def __init__(self, *args: Any, read_limit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_limit = read_limit
+        self.paused = 0  # times reading was paused (figures for tests and health)
+        self._reader: Callable[[], None] | None = None
+        self._reader_fd = -1
+        self._reading = False
+
+    def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
+        def callback() -> None:
+            try:
+                while True:
+                    client.loop_read()
+                    if hasattr(client._sock, "pending") and client._sock.pending() > 0:
+                        continue
+                    break
+            except Exception as exc:
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        def create_misc_task() -> None:
+            self._misc_task = self._loop.create_task(self._misc_loop())
+
+        def start_reading() -> None:
+            self._reader, self._reader_fd = callback, sock.fileno()
+            self._resume()
+
+        self._loop.call_soon_threadsafe(start_reading)
+        self._loop.call_soon_threadsafe(create_misc_task)
+
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        super()._on_socket_close(client, userdata, sock)  # removes the reader
+        self._reading = False
+        self._reader, self._reader_fd = None, -1
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        super()._on_message(client, userdata, message)
+        if self._reading and self._queue.qsize() >= self.read_limit:
+            self._loop.remove_reader(self._reader_fd)
+            self._reading = False
+            self.paused += 1
+
+    def _resume(self) -> None:
+        if not self._reading and self._reader is not None and self._reader_fd >= 0:
+            self._loop.add_reader(self._reader_fd, self._reader)
+            self._reading = True
+
+    def taken(self) -> None:
+        """The reader took a message: read the socket again once half the limit waits."""
+        if not self._reading and self._queue.qsize() <= self.read_limit // 2:
+            self._resume()
+
+
 def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = True,
                 session_expiry: int = 0, max_queued_incoming: int | None = None,
-                receive_maximum: int = 0, manual_ack: bool = False) -> aiomqtt.Client:
+                receive_maximum: int = 0, manual_ack: bool = False,
+                read_limit: int = 0) -> aiomqtt.Client:
     """An MQTT 5 client for ``settings``; the connection opens in ``async with``.
 
     ``manual_ack`` with ``receive_maximum``: the client acknowledges a QoS 1 message only
@@ -210,13 +280,15 @@ def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = 
     if receive_maximum:
         properties.ReceiveMaximum = receive_maximum
     tls_context = ssl.create_default_context() if settings.tls else None
-    client = aiomqtt.Client(
+    options: dict[str, Any] = dict(
         hostname=settings.host, port=settings.port, username=settings.username,
         password=settings.password, identifier=identifier,
         protocol=aiomqtt.ProtocolVersion.V5, keepalive=settings.keepalive,
         clean_start=clean_start, properties=properties, tls_context=tls_context,
         max_queued_incoming_messages=max_queued_incoming, timeout=10,
     )
+    client = GatedClient(**options, read_limit=read_limit) if read_limit \
+        else aiomqtt.Client(**options)
     if manual_ack:
         # aiomqtt has no switch for it; paho, underneath, does.
         client._client.manual_ack_set(True)

@@ -108,3 +108,32 @@ def test_a_clean_stop_keeps_the_subscription(
     second = asyncio.run(scenario())
     assert second.stats.packets["lander"] == 80 * PER_MESSAGE
     assert count_points(influxd, database, "lander_nav") == 100 * PER_MESSAGE
+
+
+def test_a_topic_never_writes_outside_the_archive(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str) -> None:
+    """The spacecraft name comes from the topic: ``isls/../tm/raw`` must not make the
+    archive write a directory above its own."""
+    good = lander_nav_messages(tmdbs[0], 2, PER_MESSAGE)
+
+    async def scenario() -> IngestService:
+        stop = asyncio.Event()
+        ingest = IngestService(config, tmdbs)
+        task = asyncio.create_task(ingest.run(stop))
+        try:
+            await wait_subscribed(ingest)
+            async with make_client(config.mqtt, "test-traversal") as client:
+                await client.publish("isls/../tm/raw", good[0], qos=1)
+                await client.publish(raw_topic("lander"), good[1], qos=1)
+            await wait_for_async(lambda: ingest.stats.packets["lander"] >= PER_MESSAGE
+                                 and ingest.stats.errors["unknown_spacecraft"] >= 1)
+        finally:
+            stop.set()
+            await task
+        return ingest
+
+    asyncio.run(scenario())
+    archive = config.archive_dir.resolve()
+    assert sorted(p.name for p in archive.iterdir()) == ["lander"]
+    assert not any((archive.parent / name).exists() for name in ("tm", "raw"))
+    assert not list(archive.parent.glob("*/pass.json"))

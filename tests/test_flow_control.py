@@ -1,0 +1,74 @@
+"""Issue 13, item 6: the ingest's memory stays bounded however the broker sends.
+
+Mosquitto 2.0.11 sends more than the client's Receive Maximum once acknowledgements
+flow, so a publisher faster than the ingest used to fill aiomqtt's unbounded queue
+(59,801 unread messages, 546 MB). The ingest now stops reading its socket at
+RECEIVE_MAXIMUM unread messages: the backlog waits at the broker, and all of it is
+stored in the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from control_center.config import Config
+from control_center.ingest import RECEIVE_MAXIMUM, IngestService, wait_subscribed
+from control_center.servers import InfluxServer, MosquittoServer, free_port
+from control_center.tmdb import Tmdb
+from drivers.mqtt import raw_topic
+from tests.conftest import count_points, lander_nav_messages, wait_for_async
+
+MESSAGES = 30_000
+
+
+def one_packet_messages(tmdb: Tmdb, count: int) -> bytes:
+    """``count`` one-packet messages for tests/flood_publisher.py, length-prefixed."""
+    return b"".join(struct.pack(">I", len(p)) + p for p in lander_nav_messages(tmdb, count, 1))
+
+
+def test_unread_messages_stay_bounded_when_the_broker_ignores_receive_maximum(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str,
+        tmp_path: Path) -> None:
+    # A broker of its own without persistence: the bound is about delivery, and saving
+    # the backlog on every change (the shipped setting) would slow the flood itself.
+    mosquitto = MosquittoServer(tmp_path / "broker", free_port(), persistence=False)
+    mosquitto.start()
+    config = replace(config, mqtt=replace(config.mqtt, port=mosquitto.port))
+    flood = tmp_path / "flood.bin"
+    flood.write_bytes(one_packet_messages(tmdbs[0], MESSAGES))
+
+    async def scenario() -> tuple[IngestService, list[int]]:
+        stop = asyncio.Event()
+        ingest = IngestService(config, tmdbs, archive=False, monitor=False)
+        task = asyncio.create_task(ingest.run(stop))
+        await wait_subscribed(ingest)
+        unread: list[int] = []
+        # A separate process, so that the flood is not slowed by the ingest's loop.
+        publisher = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).parent / "flood_publisher.py"),
+            str(mosquitto.port), raw_topic("lander"), str(flood))
+
+        def sampled() -> bool:
+            unread.append(ingest.unread_messages)
+            return ingest.stats.packets["lander"] >= MESSAGES
+
+        await wait_for_async(sampled, timeout=120, message="every flooded packet decoded")
+        assert await publisher.wait() == 0
+        stop.set()
+        await task
+        return ingest, unread
+
+    try:
+        _, unread = asyncio.run(scenario())
+    finally:
+        mosquitto.stop()
+    assert count_points(influxd, database, "lander_nav") == MESSAGES
+    # One message may arrive in the read that reaches the limit.
+    assert max(unread) <= RECEIVE_MAXIMUM + 1, f"peak {max(unread)} unread messages"
+    assert float(np.mean(unread)) > 0  # the flood did reach the ingest's queue
