@@ -72,6 +72,11 @@ log = logging.getLogger("isls.ingest")
 # stream, 250 MiB at most of 256 KiB replay bundles. Beyond it the backlog waits at the
 # broker.
 RECEIVE_MAXIMUM = 1000
+# Mosquitto's $SYS figures the ingest keeps in its health point (published every
+# sys_interval, 10 s by default): messages it dropped (a full queue, max_queued_messages)
+# and messages it holds.
+BROKER_FIGURES = {"$SYS/broker/publish/messages/dropped": "broker_dropped",
+                  "$SYS/broker/store/messages/count": "broker_stored"}
 # Live output (tm/param, alarms, events) waiting for the broker, at most.
 OUTBOX_MAX_BYTES = 16 << 20
 
@@ -326,6 +331,7 @@ class IngestService:
             str(config.state_dir).encode()).hexdigest()[:10]
         self.spool = Spool(config.state_dir / "spool", config.influx.spool_max_mb << 20)
         self.dead_letters = DeadLetterStore(config.state_dir / "dead_letters")
+        self.broker_figures: dict[str, int] = {}
         self._seq = 0  # messages accepted so far
         self._unacked: deque[tuple[int, Callable[[], None]]] = deque()
         self.stats = IngestStats()
@@ -422,7 +428,8 @@ class IngestService:
                     await asyncio.wait_for(self._taking_stopped.wait(), 5)
             await self._queue.put(None)
             await decoder
-            if not await writer.drained(self._drain_limit):
+            drained = await writer.drained(self._drain_limit)
+            if not drained:
                 log.warning("InfluxDB did not take the last writes within %.0f s; the "
                             "broker will send the unacknowledged telemetry again",
                             self._drain_limit)
@@ -435,8 +442,27 @@ class IngestService:
                 await asyncio.wait_for(publisher, 5)
         if self.archive is not None:
             self.archive.close()
-        log.info("ingest stopped: %d packets stored, errors %s",
-                 sum(self.stats.packets.values()), dict(self.stats.errors) or "none")
+        log.info("%s", self.stop_summary(writer.stats, drained))
+
+    def stop_summary(self, writer: WriterStats, drained: bool) -> str:
+        """The last line: what was decoded, where it is, and everything dropped or
+        refused on the way ("none" only when nothing was)."""
+        dropped: dict[str, int] = dict(self.stats.errors)
+        if writer.rejected_lines:
+            dropped["rejected_by_influxdb"] = writer.rejected_lines
+        lost_letters = self.dead_letters.stats.dropped + self.dead_letters.stats.failures
+        if lost_letters:
+            dropped["dead_letters_lost"] = lost_letters
+        if not drained:
+            where = "not all stored: the broker sends the unacknowledged messages again"
+        elif writer.spool_lines:
+            where = (f"{writer.spool_lines} lines wait in the disk spool for InfluxDB, the "
+                     f"rest stored")
+        else:
+            where = "all stored in InfluxDB"
+        shown = ", ".join(f"{kind} {count}" for kind, count in sorted(dropped.items()))
+        return (f"ingest stopped: {sum(self.stats.packets.values())} packets decoded, {where}; "
+                f"dropped or refused: {shown or 'none'}")
 
     async def _read_session(self, stop_reading: asyncio.Event) -> None:
         # No limit on aiomqtt's own queue (at its limit it would discard messages): the
@@ -455,6 +481,8 @@ class IngestService:
                 # Not shared: every ingest hears every command; the one that holds the
                 # alarm answers.
                 await client.subscribe(ALARM_COMMAND_TOPIC, qos=1)
+            for topic in BROKER_FIGURES:
+                await client.subscribe(topic, qos=0)
             self.ready.set()
             log.info("ingest subscribed to %s on %s",
                      raw_subscription(self.config.mqtt.shared_group), self.config.mqtt.url)
@@ -495,6 +523,12 @@ class IngestService:
         async for message in client.messages:
             if gate is not None:
                 gate.taken()
+            if message.topic.value.startswith("$SYS/"):
+                # The broker's own figures: what it dropped and holds (README, "Operating
+                # it"); readable where the ACL lets this account read $SYS.
+                self._broker_figure(message.topic.value, message.payload)
+                ack(client, message)
+                continue
             if message.topic.matches(ALARM_COMMAND_TOPIC):
                 ack(client, message)
                 self._command(message.payload if isinstance(message.payload, bytes) else b"")
@@ -516,6 +550,13 @@ class IngestService:
             # Waits when the decoder is behind; unacknowledged, the broker holds the rest.
             await self._queue.put((raw, functools.partial(ack, client, message)))
             self.stats.queue_depth = self._queue.qsize()
+
+    def _broker_figure(self, topic: str, payload: object) -> None:
+        name = BROKER_FIGURES.get(topic)
+        if name is None or not isinstance(payload, bytes | str):
+            return
+        with contextlib.suppress(ValueError):
+            self.broker_figures[name] = int(payload)
 
     def _accept(self, message: RawMessage, acknowledge: Callable[[], None] | None) -> None:
         # Recording comes first: the archive keeps what arrived even if decoding it fails.
@@ -741,9 +782,16 @@ class IngestService:
         losses are visible in Grafana next to the telemetry it serves."""
         while True:
             done = stop.is_set()
+            extra = {"dead_letters": self.dead_letters.stats.stored,
+                     "dead_letters_lost": self.dead_letters.stats.dropped
+                     + self.dead_letters.stats.failures,
+                     "poison_messages": self.stats.errors["poison_message"],
+                     "read_pauses": self._mqtt.paused
+                     if isinstance(self._mqtt, GatedClient) else 0,
+                     **self.broker_figures}
             await writer.write(health_line(self.identifier, self.stats, self.decoder.waiting,
                                            self.unread_messages, writer.stats,
-                                           time.time_ns()).encode(), 1, 0)
+                                           time.time_ns(), extra).encode(), 1, 0)
             if done:
                 return
             with contextlib.suppress(TimeoutError):
@@ -801,9 +849,9 @@ def link_line(figures: dict[str, object], now_ns: int) -> str:
 
 
 def health_line(identifier: str, stats: IngestStats, waiting: int, unread: int,
-                writer: WriterStats, now_ns: int) -> str:
+                writer: WriterStats, now_ns: int, extra: dict[str, int] | None = None) -> str:
     """One ``ingest`` point: tag ``ingest``, counters since start and current depths."""
-    fields = {
+    fields = {**(extra or {}),
         "messages": stats.messages, "packets": sum(stats.packets.values()),
         "values": sum(stats.values.values()), "errors": sum(stats.errors.values()),
         "unread_messages": unread, "queue_depth": stats.queue_depth,
