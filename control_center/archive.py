@@ -26,18 +26,32 @@ pass closes and every ``fsync_interval`` seconds.
 A pass is a continuous contact with one spacecraft: acquisition of signal (AOS) at the
 first data after ``silence`` seconds without any, loss of signal (LOS) once ``silence``
 seconds pass without data; its end is the last data's receive time.
+
+The writer of an open pass holds an exclusive ``flock`` on the pass directory for as
+long as the pass is open; the kernel drops it when the process dies, however it dies.
+That is how a reader tells a pass being recorded (``open``) from one whose writer died
+before loss of signal (``interrupted``), and how the next writer knows it may take an
+interrupted pass over (see :class:`ArchiveWriter`).
+
+Pass ids are ``<spacecraft>-<YYYYMMDDTHHMMSSZ>`` of the first data, with ``-<ns>``
+appended when that second is taken already (:data:`PASS_ID`); they are looked up
+literally, never as patterns.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import mmap
 import os
+import re
 import struct
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,6 +64,12 @@ KIND_LINK_OCTETS = 2
 _HEAD = struct.Struct(">2sBBIqB")  # magic, kind, flags, length, ert, link length
 _CRC = struct.Struct(">I")
 MAX_RECORD = 64 * 1024 * 1024
+# What pass_id_for makes: the spacecraft (a topic level: never "/"), the second of the
+# first data, and the nanoseconds when that second was taken already.
+PASS_ID = re.compile(r"(?P<spacecraft>[^/\x00]+)-\d{8}T\d{6}Z(?:-\d{9})?")
+SEGMENT_NAME = re.compile(r"seg-(\d{4,})\.isla")
+
+log = logging.getLogger("isls.archive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +93,37 @@ class PassInfo:
     segments: int = 1
     closed: bool = False
     links: list[str] = field(default_factory=list)
+    # What a reader found, never stored in pass.json:
+    damage: str = ""  # why the pass is damaged; "" when it is sound
+    recording: bool = False  # a live writer holds the pass (it is open, not interrupted)
 
     @property
     def duration(self) -> float:
         return (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def state(self) -> str:
+        """``closed`` (loss of signal), ``open`` (being recorded), ``interrupted`` (its
+        writer died before loss of signal; the next ingest resumes or closes it) or
+        ``damaged`` (its summary or a segment is damaged: see :attr:`damage`)."""
+        if self.damage:
+            return "damaged"
+        if self.closed:
+            return "closed"
+        return "open" if self.recording else "interrupted"
+
+
+# The fields of pass.json, with their types; the rest of PassInfo is found by readers.
+_SUMMARY_FIELDS: dict[str, type] = {
+    "id": str, "spacecraft": str, "start_ns": int, "end_ns": int, "packets": int,
+    "octets": int, "records": int, "gaps": int, "segments": int, "closed": bool,
+    "links": list,
+}
+_REQUIRED_FIELDS = ("id", "spacecraft", "start_ns", "end_ns")
+
+
+def _summary_document(info: PassInfo) -> dict[str, object]:
+    return {name: getattr(info, name) for name in _SUMMARY_FIELDS}
 
 
 def encode_record(kind: int, ert_ns: int, link: str, payload: bytes) -> bytes:
@@ -91,6 +138,7 @@ class ReadStats:
     damaged: int = 0  # damaged records skipped in the middle of a segment
     torn_tail: bool = False  # the segment ends in a partial record (a crash mid-write)
     octets_skipped: int = 0
+    bad_headers: int = 0  # segments whose ISLSARC1 header is damaged (records resynced)
 
 
 def read_segment(path: Path, stats: ReadStats | None = None) -> Iterator[ArchiveRecord]:
@@ -107,13 +155,19 @@ def read_segment(path: Path, stats: ReadStats | None = None) -> Iterator[Archive
 
 
 def _records(path: Path, data: mmap.mmap, stats: ReadStats) -> Iterator[ArchiveRecord]:
+    position = len(FILE_MAGIC)
+    end = len(data)
     if data[:len(FILE_MAGIC)] != FILE_MAGIC:
         if len(data) < len(FILE_MAGIC):  # the file was created, then the writer died
             stats.torn_tail = bool(data)
             return
-        raise IslsError(f"{path}: not an ISLS archive segment")
-    position = len(FILE_MAGIC)
-    end = len(data)
+        # A damaged header says nothing about the records after it, and each record
+        # carries its own magic and CRC: resynchronise on the first one, as for a
+        # damaged record, instead of giving up the segment.
+        stats.bad_headers += 1
+        following = data.find(RECORD_MAGIC)
+        position = following if following >= 0 else end
+        stats.octets_skipped += position
     while position < end:
         if end - position < _HEAD.size + _CRC.size:
             stats.torn_tail = True
@@ -158,16 +212,71 @@ def _write_json_atomically(path: Path, document: dict[str, object]) -> None:
     os.replace(temporary, path)
 
 
+def _lock_pass(directory: Path, attempts: int = 20) -> int | None:
+    """An exclusive ``flock`` on the pass directory, as its writer; ``None`` when a live
+    writer holds it. A reader checking on a pass holds a shared lock for microseconds,
+    so a few attempts tell it apart from a writer."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if attempt + 1 < attempts:
+                time.sleep(0.005)
+    os.close(fd)
+    return None
+
+
+def _writer_alive(directory: Path) -> bool:
+    """Whether a live process holds the pass open for writing (see :func:`_lock_pass`)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also releases the shared lock, if taken
+    return False
+
+
+def _segment_indexes(directory: Path) -> list[int]:
+    indexes = []
+    for path in directory.glob("seg-*.isla"):
+        match = SEGMENT_NAME.fullmatch(path.name)
+        if match:
+            indexes.append(int(match.group(1)))
+    return sorted(indexes)
+
+
 class _OpenPass:
-    def __init__(self, directory: Path, info: PassInfo, max_segment: int) -> None:
+    def __init__(self, directory: Path, info: PassInfo, max_segment: int,
+                 lock: int | None = None, last_sequence: dict[int, int] | None = None
+                 ) -> None:
+        """A new pass (``lock`` None: the directory is created and locked here), or an
+        interrupted one taken over with its ``lock`` held: its next record starts a new
+        segment, so a torn record at the end of the last one stays a torn tail there
+        instead of becoming damage in the middle of a segment."""
         self.directory = directory
         self.info = info
         self.max_segment = max_segment
-        self.last_sequence: dict[int, int] = {}
-        directory.mkdir(parents=True, exist_ok=True)
+        self.last_sequence: dict[int, int] = last_sequence or {}
+        resumed = lock is not None
+        if lock is None:
+            directory.mkdir(parents=True)
+            lock = _lock_pass(directory)
+            if lock is None:  # another writer made the same directory in the same instant
+                raise IslsError(f"{directory}: another process is recording this pass")
+        self.lock = lock
         self.fd = -1
         self.segment_octets = 0
-        self._open_segment()
+        if not resumed:
+            self._open_segment()
 
     def _open_segment(self) -> None:
         if self.fd >= 0:
@@ -180,15 +289,15 @@ class _OpenPass:
         self.segment_octets = os.fstat(self.fd).st_size
 
     def append(self, record: bytes) -> None:
-        if self.segment_octets + len(record) > self.max_segment \
-                and self.segment_octets > len(FILE_MAGIC):
+        if self.fd < 0 or (self.segment_octets + len(record) > self.max_segment
+                           and self.segment_octets > len(FILE_MAGIC)):
             self.info.segments += 1
             self._open_segment()
         os.write(self.fd, record)
         self.segment_octets += len(record)
 
     def save(self) -> None:
-        _write_json_atomically(self.directory / "pass.json", asdict(self.info))
+        _write_json_atomically(self.directory / "pass.json", _summary_document(self.info))
 
     def close(self) -> None:
         self.info.closed = True
@@ -197,14 +306,30 @@ class _OpenPass:
             os.close(self.fd)
             self.fd = -1
         self.save()
+        if self.lock >= 0:
+            os.close(self.lock)  # the pass is closed in pass.json before it is let go
+            self.lock = -1
 
 
 class ArchiveWriter:
-    """Records raw telemetry into passes; one per ingest process and state directory."""
+    """Records raw telemetry into passes; one per ingest process and state directory.
+
+    Start-up after a crash: a pass whose writer died (not closed in its ``pass.json``,
+    its directory lock free) is *resumed*, not left open beside a new one. The writer
+    takes it over as the spacecraft's current pass, its figures recounted from the
+    segments, so the usual rule decides its fate: data of the same spacecraft within
+    ``silence`` of its last record continues it (in a new segment), later data closes
+    it at that last record and starts a new pass, and so does :meth:`tick` once the
+    silence has passed, or :meth:`close`. A restart inside a contact therefore leaves
+    one pass, as the contact was one, and no piece stays open. When several
+    interrupted passes of one spacecraft exist (left by earlier versions), the newest
+    is resumed and the others are closed. A pass whose ``pass.json`` is damaged is left
+    as it is (``list_passes`` reports it), and so is one a live writer holds.
+    """
 
     def __init__(self, root: Path, *, silence: float = 60.0,
                  max_segment_bytes: int = 256 * 1024 * 1024,
-                 save_interval: float = 2.0) -> None:
+                 save_interval: float = 2.0, resume: bool = True) -> None:
         self.root = root
         self.silence_ns = int(silence * 1e9)
         self.max_segment = max_segment_bytes
@@ -212,6 +337,64 @@ class ArchiveWriter:
         self._open: dict[str, _OpenPass] = {}
         self._last_save = time.monotonic()
         root.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._resume_interrupted()
+
+    def _resume_interrupted(self) -> None:
+        taken: list[_OpenPass] = []
+        for directory in _pass_directories(self.root):
+            try:
+                summary = _read_summary(directory)
+            except ValueError:
+                continue  # damaged: reported by list_passes, never guessed at here
+            if summary.closed:
+                continue
+            lock: int | None = None
+            try:
+                lock = _lock_pass(directory)
+                if lock is None:
+                    continue  # a live writer records it
+                info, last_sequence = _recount(directory, summary)
+                indexes = _segment_indexes(directory)
+                info.segments = indexes[-1] + 1 if indexes else 0  # append opens the next
+                info.closed, info.damage = False, ""
+                taken.append(_OpenPass(directory, info, self.max_segment, lock,
+                                       last_sequence))
+            except OSError as exc:
+                log.warning("archive: cannot resume the interrupted pass %s: %s",
+                            directory, exc.strerror or exc)
+                if lock is not None:
+                    os.close(lock)
+        # The newest interrupted pass of a spacecraft is its current pass; older ones
+        # were superseded before this start and end where their data ends.
+        for current in sorted(taken, key=lambda p: p.info.start_ns):
+            superseded = self._open.get(current.info.spacecraft)
+            if superseded is not None:
+                self._close_quietly(superseded)
+            self._open[current.info.spacecraft] = current
+            log.info("archive: resuming pass %s, interrupted at %s records",
+                     current.info.id, current.info.records)
+
+    def _new_pass(self, spacecraft: str, ert_ns: int) -> _OpenPass:
+        base = pass_id_for(spacecraft, ert_ns)
+        pass_id = base
+        nanoseconds = ert_ns % 1_000_000_000
+        while True:
+            try:
+                return _OpenPass(self.root / spacecraft / pass_id,
+                                 PassInfo(id=pass_id, spacecraft=spacecraft, start_ns=ert_ns,
+                                          end_ns=ert_ns), self.max_segment)
+            except FileExistsError:  # the same second again: keep the id unique
+                pass_id = f"{base}-{nanoseconds:09d}"
+                nanoseconds = (nanoseconds + 1) % 1_000_000_000
+
+    @staticmethod
+    def _close_quietly(current: _OpenPass) -> None:
+        try:
+            current.close()
+        except OSError as exc:
+            log.warning("archive: cannot close pass %s: %s", current.info.id,
+                        exc.strerror or exc)
 
     def record(self, spacecraft: str, ert_ns: int, link: str, payload: bytes,
                kind: int = KIND_PACKETS) -> str:
@@ -221,13 +404,7 @@ class ArchiveWriter:
             current.close()  # loss of signal: a new contact starts a new pass
             current = None
         if current is None:
-            info = PassInfo(id=pass_id_for(spacecraft, ert_ns), spacecraft=spacecraft,
-                            start_ns=ert_ns, end_ns=ert_ns)
-            directory = self.root / spacecraft / info.id
-            if directory.exists():  # the same second again (a restart): keep it unique
-                info.id = f"{info.id}-{int(ert_ns % 1_000_000_000):09d}"
-                directory = self.root / spacecraft / info.id
-            current = self._open[spacecraft] = _OpenPass(directory, info, self.max_segment)
+            current = self._open[spacecraft] = self._new_pass(spacecraft, ert_ns)
             current.save()
         current.append(encode_record(kind, ert_ns, link, payload))
         info = current.info
@@ -237,28 +414,10 @@ class ArchiveWriter:
         if link not in info.links:
             info.links.append(link)
         if kind == KIND_PACKETS:
-            self._count_packets(current, payload)
+            _count_packets(info, current.last_sequence, payload)
         if time.monotonic() - self._last_save > self.save_interval:
             self.save()
         return info.id
-
-    @staticmethod
-    def _count_packets(current: _OpenPass, payload: bytes) -> None:
-        position, end = 0, len(payload)
-        while position + 6 <= end:
-            word1, word2, length = struct.unpack_from(">HHH", payload, position)
-            apid, sequence = word1 & 0x7FF, word2 & 0x3FFF
-            if apid != 0x7FF:
-                current.info.packets += 1
-                previous = current.last_sequence.get(apid)
-                if previous is not None:
-                    missing = (sequence - previous - 1) % 16384
-                    # A jump of more than half the 14-bit counter is a packet out of order
-                    # (or repeated), not thousands of lost ones.
-                    if missing < 8192:
-                        current.info.gaps += missing
-                current.last_sequence[apid] = sequence
-            position += 7 + length
 
     def tick(self, now_ns: int | None = None) -> None:
         """Close passes that have been silent for longer than the silence (LOS)."""
@@ -281,57 +440,167 @@ class ArchiveWriter:
         self._open.clear()
 
 
+def _count_packets(info: PassInfo, last_sequence: dict[int, int], payload: bytes) -> None:
+    position, end = 0, len(payload)
+    while position + 6 <= end:
+        word1, word2, length = struct.unpack_from(">HHH", payload, position)
+        apid, sequence = word1 & 0x7FF, word2 & 0x3FFF
+        if apid != 0x7FF:
+            info.packets += 1
+            previous = last_sequence.get(apid)
+            if previous is not None:
+                missing = (sequence - previous - 1) % 16384
+                # A jump of more than half the 14-bit counter is a packet out of order
+                # (or repeated), not thousands of lost ones.
+                if missing < 8192:
+                    info.gaps += missing
+            last_sequence[apid] = sequence
+        position += 7 + length
+
+
 # ------------------------------------------------------------------------ reading
 
 
-def _scan(directory: Path) -> PassInfo:
-    """Recompute a pass's summary from its segments (after a crash left pass.json stale)."""
-    info = PassInfo(**json.loads((directory / "pass.json").read_text()))
-    probe = _OpenPass.__new__(_OpenPass)
-    probe.info = PassInfo(id=info.id, spacecraft=info.spacecraft, start_ns=info.start_ns,
-                          end_ns=info.start_ns, closed=info.closed,
-                          segments=len(list(directory.glob("seg-*.isla"))) or 1)
-    probe.last_sequence = {}
-    for record in iter_pass_records(directory):
-        probe.info.records += 1
-        probe.info.octets += len(record.payload)
-        probe.info.end_ns = max(probe.info.end_ns, record.ert_ns)
-        if record.link not in probe.info.links:
-            probe.info.links.append(record.link)
-        if record.kind == KIND_PACKETS:
-            ArchiveWriter._count_packets(probe, record.payload)
-    return probe.info
+def _pass_directories(root: Path) -> list[Path]:
+    """Every pass directory under ``root``: one with a summary or a segment."""
+    return sorted(directory for directory in root.glob("*/*") if _is_pass(directory))
+
+
+def _is_pass(directory: Path) -> bool:
+    try:
+        return directory.is_dir() and ((directory / "pass.json").exists()
+                                       or any(directory.glob("seg-*.isla")))
+    except OSError:
+        return False
+
+
+def _read_summary(directory: Path) -> PassInfo:
+    """The pass's ``pass.json``, checked field by field: :class:`ValueError` saying what
+    is wrong with it (missing, unreadable, not JSON, a field missing or of a wrong type,
+    or naming another pass than its directory)."""
+    try:
+        document = json.loads((directory / "pass.json").read_bytes())
+    except FileNotFoundError:
+        raise ValueError("pass.json is missing") from None
+    except OSError as exc:
+        raise ValueError(f"pass.json cannot be read: {exc.strerror}") from None
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise ValueError(f"pass.json is not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise ValueError("pass.json is not a JSON object")
+    values: dict[str, object] = {}
+    for name, kind in _SUMMARY_FIELDS.items():
+        if name not in document:
+            if name in _REQUIRED_FIELDS:
+                raise ValueError(f"pass.json has no {name}")
+            continue
+        value: object = document[name]
+        wrong = (not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+                 or (isinstance(value, list) and not all(isinstance(v, str) for v in value)))
+        if wrong:
+            raise ValueError(f"pass.json: {name} is {value!r}, not {kind.__name__}")
+        values[name] = list(value) if isinstance(value, list) else value
+    info = PassInfo(**values)  # type: ignore[arg-type]
+    if info.id != directory.name or info.spacecraft != directory.parent.name:
+        raise ValueError(f"pass.json names pass {info.spacecraft}/{info.id}")
+    return info
+
+
+def _recount(directory: Path, summary: PassInfo | None
+             ) -> tuple[PassInfo, dict[int, int]]:
+    """A pass's figures recomputed from its segments (after a crash left pass.json
+    stale, or damaged: then ``summary`` is None and the directory names the pass), with
+    the last sequence count per APID; what could not be read is in ``damage``."""
+    if summary is None:
+        summary = PassInfo(id=directory.name, spacecraft=directory.parent.name,
+                           start_ns=0, end_ns=0)
+    indexes = _segment_indexes(directory)
+    info = PassInfo(id=summary.id, spacecraft=summary.spacecraft, start_ns=summary.start_ns,
+                    end_ns=summary.start_ns, closed=summary.closed,
+                    segments=len(indexes) or 1)
+    last_sequence: dict[int, int] = {}
+    stats = ReadStats()
+    problems: list[str] = []
+    first: int | None = None
+    for index in indexes:
+        segment = directory / f"seg-{index:04d}.isla"
+        try:
+            for record in read_segment(segment, stats):
+                first = record.ert_ns if first is None else min(first, record.ert_ns)
+                info.records += 1
+                info.octets += len(record.payload)
+                info.end_ns = max(info.end_ns, record.ert_ns)
+                if record.link not in info.links:
+                    info.links.append(record.link)
+                if record.kind == KIND_PACKETS:
+                    _count_packets(info, last_sequence, record.payload)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{segment.name} cannot be read: "
+                            f"{getattr(exc, 'strerror', None) or exc}")
+    if summary.start_ns == 0 and first is not None:  # no summary to take the start from
+        info.start_ns = first
+        info.end_ns = max(info.end_ns, first)
+    if stats.bad_headers:
+        problems.append(f"{stats.bad_headers} damaged segment header(s)")
+    if stats.damaged:
+        problems.append(f"{stats.damaged} damaged record(s) skipped")
+    info.damage = "; ".join(problems)
+    return info, last_sequence
+
+
+def _pass_summary(directory: Path, rescan_open: bool) -> PassInfo:
+    """The summary to show for one pass, whatever state its files are in."""
+    try:
+        info = _read_summary(directory)
+    except ValueError as exc:
+        info, _ = _recount(directory, None)
+        info.damage = "; ".join(filter(None, (
+            f"{exc}: figures recomputed from the segments", info.damage)))
+        return info
+    if not info.closed:
+        recording = _writer_alive(directory)
+        if rescan_open:
+            info, _ = _recount(directory, info)
+        info.recording = recording
+    return info
 
 
 def list_passes(root: Path, *, rescan_open: bool = True) -> list[PassInfo]:
     """Every recorded pass, oldest first. A pass not marked closed is rescanned, since
-    its writer may have died after the last summary."""
-    passes: list[PassInfo] = []
-    for summary in sorted(root.glob("*/*/pass.json")):
-        info = PassInfo(**json.loads(summary.read_text()))
-        if rescan_open and not info.closed:
-            info = _scan(summary.parent)
-        passes.append(info)
-    return sorted(passes, key=lambda p: (p.start_ns, p.spacecraft))
+    its writer may have died after the last summary; a pass whose files are damaged is
+    listed with its ``damage`` (its figures recomputed from what can be read), and never
+    hides the others."""
+    passes = [_pass_summary(directory, rescan_open) for directory in _pass_directories(root)]
+    return sorted(passes, key=lambda p: (p.start_ns, p.spacecraft, p.id))
 
 
 def find_pass(root: Path, pass_id: str) -> Path:
-    for summary in root.glob(f"*/{pass_id}/pass.json"):
-        return summary.parent
+    """The directory of the pass ``pass_id``, taken literally: an id is what
+    :data:`PASS_ID` matches (as ``isls passes`` lists them), never a pattern."""
+    if not PASS_ID.fullmatch(pass_id):
+        raise IslsError(f"no pass {pass_id!r} in {root}: a pass id is "
+                        f"SPACECRAFT-YYYYMMDDTHHMMSSZ (as `isls passes` lists them), "
+                        f"not a pattern")
+    with contextlib.suppress(OSError):
+        for spacecraft in sorted(root.iterdir()):
+            if _is_pass(spacecraft / pass_id):
+                return spacecraft / pass_id
     known = ", ".join(p.id for p in list_passes(root, rescan_open=False)[-5:]) or "none"
     raise IslsError(f"no pass {pass_id!r} in {root} (latest: {known}); see `isls passes`")
 
 
 def pass_info(root: Path, pass_id: str) -> PassInfo:
-    directory = find_pass(root, pass_id)
-    info = PassInfo(**json.loads((directory / "pass.json").read_text()))
-    return info if info.closed else _scan(directory)
+    return _pass_summary(find_pass(root, pass_id), rescan_open=True)
 
 
 def iter_pass_records(directory: Path, stats: ReadStats | None = None,
                       kinds: frozenset[int] = frozenset({KIND_PACKETS, KIND_LINK_OCTETS})
                       ) -> Iterator[ArchiveRecord]:
-    for segment in sorted(directory.glob("seg-*.isla")):
-        for record in read_segment(segment, stats):
-            if record.kind in kinds:
-                yield record
+    for index in _segment_indexes(directory):
+        segment = directory / f"seg-{index:04d}.isla"
+        try:
+            for record in read_segment(segment, stats):
+                if record.kind in kinds:
+                    yield record
+        except OSError as exc:
+            raise IslsError(f"{segment}: cannot read: {exc.strerror}") from None

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiomqtt
 import yaml
 
 if TYPE_CHECKING:
@@ -328,7 +329,11 @@ def cmd_passes(args: argparse.Namespace) -> int:
         if not args.pass_id:
             raise IslsError("isls passes show: name the pass (see `isls passes`)")
         info = pass_info(config.archive_dir, args.pass_id)
-        state = "loss of signal" if info.closed else "open"
+        state = {"closed": "loss of signal", "open": "open, being recorded",
+                 "interrupted": "interrupted: its recorder stopped before loss of signal; "
+                                "the next ingest resumes or closes it"}.get(info.state, "")
+        if info.damage:
+            state = f"{'loss of signal' if info.closed else 'not closed'}; DAMAGED: {info.damage}"
         print(f"pass        {info.id}\n"
               f"spacecraft  {info.spacecraft}\n"
               f"start       {_utc(info.start_ns)} UTC (acquisition of signal)\n"
@@ -350,7 +355,11 @@ def cmd_passes(args: argparse.Namespace) -> int:
     for info in passes:
         print(f"{info.id:<34} {info.spacecraft:<10} {_utc(info.start_ns)}  {_utc(info.end_ns)} "
               f"{info.duration:8.0f}s {info.packets:>9} {info.octets:>11} {info.gaps:>6}  "
-              f"{'closed' if info.closed else 'open'}")
+              f"{info.state}")
+    # A damaged pass is listed with the others, and why it is damaged said once.
+    for info in passes:
+        if info.damage:
+            print(f"isls passes: {info.id}: damaged: {info.damage}", file=sys.stderr)
     return 0
 
 
@@ -503,6 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except IslsError as exc:
         print(f"isls: {exc}", file=sys.stderr)
+        return 2
+    except aiomqtt.MqttError as exc:
+        # The operator commands name the broker themselves (operator.with_broker); this
+        # keeps any other command's broker trouble to one line as well.
+        print(f"isls: MQTT broker: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -7,6 +7,7 @@ password in the TOML file is refused. Everything downstream receives the frozen
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -200,6 +201,10 @@ class _Reader:
         value = self.table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self._fail(key, f"must be a number, got {value!r}")
+        if not math.isfinite(value):
+            # TOML spells nan and inf; every comparison with nan is false, so it would
+            # pass the range check below and fail far from here (int(nan) in the ingest).
+            raise self._fail(key, f"must be a finite number, got {value}")
         if value < minimum or (strictly and value == minimum):
             raise self._fail(key, f"must be {'>' if strictly else '>='} {minimum}, got {value}")
         return float(value)
@@ -271,6 +276,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
                                             "ISLS_CONFIG") from None
     except OSError as exc:
         raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "(file)", f"not UTF-8 text ({exc.reason} at byte "
+                                            f"{exc.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "(file)", f"not valid TOML: {exc}") from None
     base = path.resolve().parent

@@ -14,9 +14,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import aiomqtt
+
 from control_center.config import MqttSettings
+from control_center.operator import with_broker
 from control_center.terminal import LiveText
-from drivers.mqtt import TOPIC_ROOT, make_client
+from drivers.mqtt import TOPIC_ROOT
 
 COLUMNS = ("link", "spacecraft", "state", "frames good", "bad", "gaps", "sync losses",
            "bit rate", "last frame")
@@ -55,7 +58,8 @@ async def link_status(mqtt: MqttSettings, *, once: bool, wait: float = 3.0,
                       out: TextIO = sys.stdout) -> int:
     links: dict[tuple[str, str], dict[str, Any]] = {}
     view = LiveText(out)
-    async with make_client(mqtt, f"isls-link-status-{id(links)}") as client:
+
+    async def session(client: aiomqtt.Client) -> int:
         await client.subscribe(f"{TOPIC_ROOT}/+/link", qos=0)
         messages = aiter(client.messages)
         deadline = time.monotonic() + wait
@@ -80,3 +84,6 @@ async def link_status(mqtt: MqttSettings, *, once: bool, wait: float = 3.0,
                 return 0 if links else 1
             view.show(text)
             next_draw = time.monotonic() + 1.0
+
+    # The live view rides out a broker restart; --once says what is wrong and stops.
+    return await with_broker(mqtt, "isls-link-status", session, retry=not once)

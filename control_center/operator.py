@@ -5,6 +5,10 @@ The ingest that monitors a spacecraft publishes every alarm change on
 ``isls/<spacecraft>/alarms/active``. Operator commands travel on ``isls/alarms/command``;
 the ingest holding the alarm applies them and publishes the resulting change, which
 is how this command knows it worked.
+
+Every operator tool meets the broker through :func:`with_broker`: a broker that cannot
+be reached, or that refuses the account, is one line naming the broker and the reason,
+never a traceback; the live views retry until Ctrl-C, the one-shot commands stop.
 """
 
 from __future__ import annotations
@@ -14,13 +18,116 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.reasoncodes import ReasonCode
 
 from control_center.config import MqttSettings
 from control_center.errors import IslsError
 from control_center.terminal import LiveText
 from drivers.mqtt import ALARM_COMMAND_TOPIC, TOPIC_ROOT, make_client
+
+T = TypeVar("T")
+RETRY_FIRST = 1.0  # seconds before the first reconnection attempt of a live view
+RETRY_MAX = 30.0
+# CONNACK reason codes (MQTT 5 §3.2.2.2; 3: server unavailable in MQTT 3.1.1) after
+# which trying again may help: the others (bad credentials, not authorized, banned,
+# protocol) need the user to change something.
+_TRANSIENT_CONNECT_CODES = {3, 0x88, 0x89, 0x97, 0x9F}
+
+
+def broker_error(mqtt: MqttSettings, error: aiomqtt.MqttError) -> tuple[IslsError, bool]:
+    """What went wrong with the broker, as one line naming it, and whether trying
+    again later may help. The URL shows the user name, never the password."""
+    if isinstance(error, MqttConnectError):
+        code = error.rc
+        value = code.value if isinstance(code, ReasonCode) else code
+        reason = (code.getName() if isinstance(code, ReasonCode)
+                  else str(error).removeprefix(f"[code:{code}] "))
+        if value in _TRANSIENT_CONNECT_CODES:
+            return IslsError(f"the broker at {mqtt.url} is not available: "
+                             f"{str(reason).lower()}"), True
+        return IslsError(f"the broker at {mqtt.url} refused the connection: "
+                         f"{str(reason).lower()} (check the user name and password: "
+                         f"ISLS_MQTT_URL, ISLS_MQTT_PASSWORD)"), False
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        reason = cause.strerror
+    elif isinstance(cause, aiomqtt.MqttCodeError):
+        reason = str(cause)
+    else:
+        reason = str(error)
+    if reason.startswith("[") and "] " in reason:  # "[Errno 111] …", "[code:7] …"
+        reason = reason.split("] ", 1)[1]
+    reason = reason.rstrip(".")
+    return IslsError(f"cannot reach the broker at {mqtt.url}: "
+                     f"{reason[:1].lower()}{reason[1:]}"), True
+
+
+async def with_broker(mqtt: MqttSettings, name: str,
+                      session: Callable[[aiomqtt.Client], Awaitable[T]], *,
+                      retry: bool, err: TextIO = sys.stderr) -> T:
+    """Connect as client ``name``-<unique> and run ``session``; its result.
+
+    A broker that cannot be reached or is lost: with ``retry`` (the live views), one
+    line on ``err`` ("…; retrying in N s") and another attempt, backing off up to
+    :data:`RETRY_MAX`, until Ctrl-C; without, an :class:`IslsError`. A refusal that
+    trying again cannot fix (bad credentials, not authorized) is always an error."""
+    delay = RETRY_FIRST
+    while True:
+        done = False
+        try:
+            async with make_client(mqtt, f"{name}-{time.monotonic_ns()}") as client:
+                delay = RETRY_FIRST
+                result = await session(client)
+                done = True
+        except aiomqtt.MqttError as exc:
+            if done:
+                return result  # only saying goodbye to the broker failed
+            error, transient = broker_error(mqtt, exc)
+            if not (retry and transient):
+                raise error from None
+            err.write(f"isls: {error}; retrying in {delay:.0f} s\n")
+            err.flush()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            continue
+        return result
+
+
+async def publish_confirmed(client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+    """Publish at QoS 1 and fail on a refusing PUBACK.
+
+    The broker answers a publish the account may not make (its ACL) with PUBACK reason
+    code 0x87 "not authorized" (MQTT 5 §3.4.2.1) and drops the message; aiomqtt 2.5
+    returns from ``publish`` as if it had been accepted, but paho, underneath, passes
+    the reason code to ``on_publish``, which is watched here for this one message."""
+    paho = client._client
+    refused: list[ReasonCode] = []
+    aiomqtt_on_publish: Callable[..., None] | None = paho.on_publish
+
+    def on_publish(paho_client: Any, userdata: Any, mid: int, reason_code: ReasonCode,
+                   properties: Any) -> None:
+        if isinstance(reason_code, ReasonCode) and reason_code.is_failure:
+            refused.append(reason_code)
+        if aiomqtt_on_publish is not None:
+            aiomqtt_on_publish(paho_client, userdata, mid, reason_code, properties)
+
+    paho.on_publish = on_publish
+    try:
+        await client.publish(topic, payload, qos=1)
+    finally:
+        paho.on_publish = aiomqtt_on_publish
+    if refused:
+        reason = str(refused[0].getName()).lower()
+        account = client._client._username
+        who = f"account {account.decode()!r}" if isinstance(account, bytes) else "this account"
+        raise IslsError(f"the broker refused the command on {topic}: {reason} ({who} may "
+                        f"not publish there; operators use the isls-operator account)")
 
 
 def _utc(ns: object) -> str:
@@ -51,7 +158,8 @@ async def list_alarms(mqtt: MqttSettings, *, once: bool, wait: float = 2.0,
                       out: TextIO = sys.stdout) -> int:
     by_spacecraft: dict[str, list[dict[str, Any]]] = {}
     view = LiveText(out)
-    async with make_client(mqtt, f"isls-alarms-{time.monotonic_ns()}") as client:
+
+    async def session(client: aiomqtt.Client) -> int:
         await client.subscribe(f"{TOPIC_ROOT}/+/alarms/active", qos=1)
         messages = aiter(client.messages)
         next_draw = time.monotonic() + (wait if once else 0.5)
@@ -73,6 +181,8 @@ async def list_alarms(mqtt: MqttSettings, *, once: bool, wait: float = 2.0,
             view.show(text)
             next_draw = time.monotonic() + 1.0
 
+    return await with_broker(mqtt, "isls-alarms", session, retry=not once)
+
 
 async def command_alarm(mqtt: MqttSettings, action: str, alarm_id: str, by: str, note: str,
                         minutes: float = 0.0, timeout: float = 10.0,
@@ -82,9 +192,10 @@ async def command_alarm(mqtt: MqttSettings, action: str, alarm_id: str, by: str,
     command = {"action": action, "alarm_id": alarm_id, "by": by, "note": note,
                "minutes": minutes}
     expected = {"ack": ("acknowledged",), "shelve": ("shelved",)}[action]
-    async with make_client(mqtt, f"isls-alarm-command-{time.monotonic_ns()}") as client:
+
+    async def session(client: aiomqtt.Client) -> int:
         await client.subscribe(f"{TOPIC_ROOT}/+/alarms", qos=1)
-        await client.publish(ALARM_COMMAND_TOPIC, json.dumps(command).encode(), qos=1)
+        await publish_confirmed(client, ALARM_COMMAND_TOPIC, json.dumps(command).encode())
         try:
             async with asyncio.timeout(timeout):
                 async for message in client.messages:
@@ -101,4 +212,6 @@ async def command_alarm(mqtt: MqttSettings, action: str, alarm_id: str, by: str,
             raise IslsError(f"alarm {alarm_id!r} was not {what} within {timeout:.0f} s: "
                             f"unknown alarm id, already in that state, or no ingest "
                             f"running (see `isls alarms`)") from None
-    return 1
+        return 1
+
+    return await with_broker(mqtt, "isls-alarm-command", session, retry=False)

@@ -26,13 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+import aiomqtt
+
 from control_center.archive import KIND_PACKETS, find_pass, iter_pass_records, pass_info
 from control_center.config import Config
 from control_center.errors import IslsError
 from control_center.ingest import Decoder, IngestStats
+from control_center.operator import with_broker
 from control_center.storage import InfluxWriter, format_lines
 from control_center.tmdb import Tmdb, load_tmdbs
-from drivers.mqtt import RAW_QOS, RawMessage, make_client, replay_properties, replay_topic
+from drivers.mqtt import RAW_QOS, RawMessage, replay_properties, replay_topic
 
 log = logging.getLogger("isls.replay")
 WINDOW = 64
@@ -139,7 +142,7 @@ async def replay_pass(config: Config, pass_id: str, *, speed: float | None = Non
     bundle_octets = 0
     bundle_head: tuple[int, str] = (0, "")
 
-    async def send() -> None:
+    async def send(client: aiomqtt.Client) -> None:
         nonlocal bundle, bundle_octets, in_flight
         if not bundle:
             return
@@ -153,33 +156,48 @@ async def replay_pass(config: Config, pass_id: str, *, speed: float | None = Non
             properties=replay_properties(ert + shift_ns, link, pass_id, shift_ns))))
         bundle, bundle_octets = [], 0
 
-    async with make_client(config.mqtt, f"isls-replay-{pass_id}-{time.monotonic_ns()}") as client:
-        for record in iter_pass_records(directory, kinds=frozenset({KIND_PACKETS})):
-            if not start_ns <= record.ert_ns <= end_ns:
-                continue
-            if first_ert is None:
-                first_ert = record.ert_ns
-            if speed is not None:
-                # Keep the recorded spacing between records, compressed by the speed.
-                due = began + (record.ert_ns - first_ert) / 1e9 / speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await send()
-                    await asyncio.sleep(delay)
-            if bundle and (record.link != bundle_head[1]
-                           or bundle_octets + len(record.payload) > bundle_limit):
-                await send()
-            if not bundle:
-                bundle_head = (record.ert_ns, record.link)
-            bundle.append(record.payload)
-            bundle_octets += len(record.payload)
-            stats.records += 1
-            stats.octets += len(record.payload)
-            if progress is not None:
-                progress.update(stats.octets, f"{stats.records} records")
-        await send()
-        for task in asyncio.as_completed(in_flight):
-            await task
+    async def session(client: aiomqtt.Client) -> None:
+        nonlocal first_ert, bundle_head, bundle_octets
+        try:
+            for record in iter_pass_records(directory, kinds=frozenset({KIND_PACKETS})):
+                if not start_ns <= record.ert_ns <= end_ns:
+                    continue
+                if first_ert is None:
+                    first_ert = record.ert_ns
+                if speed is not None:
+                    # Keep the recorded spacing between records, compressed by the speed.
+                    due = began + (record.ert_ns - first_ert) / 1e9 / speed
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await send(client)
+                        await asyncio.sleep(delay)
+                if bundle and (record.link != bundle_head[1]
+                               or bundle_octets + len(record.payload) > bundle_limit):
+                    await send(client)
+                if not bundle:
+                    bundle_head = (record.ert_ns, record.link)
+                bundle.append(record.payload)
+                bundle_octets += len(record.payload)
+                stats.records += 1
+                stats.octets += len(record.payload)
+                if progress is not None:
+                    progress.update(stats.octets, f"{stats.records} records")
+            await send(client)
+            for task in asyncio.as_completed(in_flight):
+                await task
+        finally:
+            for task in in_flight:  # after a failure: the rest cannot succeed either
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    # A replay is one shot: a broker that cannot be reached, refuses the account or is
+    # lost half-way is an error that names it.
+    try:
+        await with_broker(config.mqtt, f"isls-replay-{pass_id}", session, retry=False)
+    except BaseException:
+        if progress is not None:
+            progress.finish()  # the error goes on a line of its own
+        raise
     if progress is not None:
         progress.update(info.octets, f"{stats.records} records")
         progress.finish()

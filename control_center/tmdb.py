@@ -256,6 +256,12 @@ def _number(value: Any, where: str, key: str, errors: _Collector) -> float | Non
     if isinstance(value, bool) or not isinstance(value, int | float):
         errors.add(where, f"{key} must be a number, got {value!r}")
         return None
+    if not math.isfinite(value):
+        # YAML spells .nan and .inf; nan compares false with everything, so it would
+        # slip past every range check here and fail in the ingest instead.
+        errors.add(where, f"{key} must be a finite number, got {value} "
+                          f"(leave a limit out or null for none)")
+        return None
     return float(value)
 
 
