@@ -32,10 +32,17 @@ import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
+from control_center import dashboards as dashboards_module
 from control_center.alarms import AlarmManager
+from control_center.cli import main
 from control_center.config import Config, load_config
 from control_center.dashboards import (
+    HEADLINE_ROW,
+    HEALTH_FIELDS,
+    HEALTH_TITLE,
+    HEALTH_UID,
     DashboardSet,
+    HealthField,
     InfluxQLQuery,
     build_dashboards,
     folder_uid,
@@ -43,9 +50,10 @@ from control_center.dashboards import (
     influx_auth,
     write_dashboards,
 )
-from control_center.ingest import link_line
+from control_center.ingest import IngestStats, health_line, link_line
 from control_center.monitoring import Event, alarm_line, event_line
 from control_center.servers import InfluxServer
+from control_center.storage import WriterStats
 from control_center.tmdb import Limits, Parameter, Tmdb
 from tests.conftest import CONFIG, run_pipeline
 
@@ -180,14 +188,18 @@ def variable_value(model: dict[str, Any], name: str) -> str:
 
 def expand(query: str, model: dict[str, Any], start_ns: int, end_ns: int, *,
            source: str = "live", pass_value: str | None = None) -> str:
-    """A target's query as Grafana sends it, for an absolute time range."""
-    for name, value in (
-            ("$timeFilter", f"time >= {start_ns // 1_000_000}ms and "
-                            f"time <= {end_ns // 1_000_000}ms"),
-            ("$__interval_ms", "1000"), ("$__interval", "1s"),
-            ("$spacecraft", variable_value(model, "spacecraft")),
-            ("$source", source),
-            ("$pass", pass_value if pass_value is not None else variable_value(model, "pass"))):
+    """A target's query as Grafana sends it, for an absolute time range: every template
+    variable of the dashboard at its default selection, unless chosen here."""
+    chosen = {"source": source, "pass": pass_value}
+    replacements = [("$timeFilter", f"time >= {start_ns // 1_000_000}ms and "
+                                    f"time <= {end_ns // 1_000_000}ms"),
+                    ("$__interval_ms", "1000"), ("$__interval", "1s")]
+    for variable in model["templating"]["list"]:
+        name = variable["name"]
+        value = chosen.get(name)
+        replacements.append((f"${name}", value if value is not None
+                             else variable_value(model, name)))
+    for name, value in replacements:
         query = query.replace(name, value)
     assert not re.search(r"\$\w", query), query  # every variable expanded
     return query
@@ -218,14 +230,17 @@ def test_expected_dashboards_folders_and_variables(built: DashboardSet,
                                                    offline_config: Config) -> None:
     by_uid = {d.uid: d for d in built.dashboards}
     assert set(by_uid) == {"isls-overview", "isls-links", "isls-lander", "isls-orbiter",
-                           "isls-lander-all", "isls-orbiter-all"}
+                           "isls-lander-all", "isls-orbiter-all", "isls-ground-health"}
     grafana = offline_config.grafana
     assert by_uid["isls-overview"].folder == by_uid["isls-links"].folder == grafana.joint_folder
+    assert by_uid["isls-ground-health"].folder == grafana.joint_folder
     assert by_uid["isls-lander"].folder == grafana.folder_of("roscosmos") == "Roscosmos"
     assert by_uid["isls-orbiter-all"].folder == grafana.folder_of("cnsa") == "CNSA"
     assert by_uid["isls-orbiter"].folder_uid == folder_uid("CNSA") == "isls-folder-cnsa"
     assert by_uid["isls-lander-all"].title == "Lander — all parameters"
     for dashboard in built.dashboards:
+        if dashboard.uid == HEALTH_UID:
+            continue  # the ground system's own: test_ground_health_* below
         model = dashboard.model
         assert model["uid"] == dashboard.uid and model["title"] == dashboard.title
         assert model["editable"] is True and model["time"] == {"from": "now-15m", "to": "now"}
@@ -413,6 +428,8 @@ def test_every_query_returns_data_from_the_real_pipeline(
     start, end = START_NS - 60_000_000_000, START_NS + 3_600_000_000_000
     ran = 0
     for dashboard in dashboards.dashboards:
+        if dashboard.uid == HEALTH_UID:
+            continue  # its data is the ingest's own: test_ground_health_queries_*
         model = dashboard.model
         for panel, target in targets(model):
             query = expand(target["query"], model, start, end)
@@ -479,7 +496,8 @@ def test_write_dashboards_files_provisioning_and_stale_removal(
     assert not stale.exists() and not renamed.parent.exists() and foreign.exists()
     assert sorted(p.relative_to(out).as_posix() for p in first) == [
         "cnsa/isls-orbiter-all.json", "cnsa/isls-orbiter.json",
-        "isls-joint/isls-links.json", "isls-joint/isls-overview.json",
+        "isls-joint/isls-ground-health.json", "isls-joint/isls-links.json",
+        "isls-joint/isls-overview.json",
         "provisioning/dashboards/isls.yaml", "provisioning/datasources/isls.yaml",
         "roscosmos/isls-lander-all.json", "roscosmos/isls-lander.json"]
     # A rebuild from scratch writes the same bytes.
@@ -526,3 +544,227 @@ def test_credentials_are_environment_references_never_secrets(
     else:
         assert source["user"] == "$ISLS_INFLUX_USER"
         assert source["secureJsonData"] == {"password": "$ISLS_INFLUX_PASSWORD"}
+
+
+# --------------------------------------------------------------------------- ground health
+
+INGEST_ID = "isls-ingest-5f3a9c1e"
+RESTART = 10  # the ingest restarts after its 10th point: its counters begin again at 0
+# rejected_lines, point by point: 3 in the first run, 2 in the second; 5 over the range.
+REJECTED = (0, 0, 1, 1, 2, 2, 3, 3, 3, 3, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2)
+
+
+def _ingest_lines(identifier: str = INGEST_ID) -> list[str]:
+    """An ingest's health points a second apart, in the ``ingest`` measurement's shape
+    (README, "InfluxDB contract"), restarted after ``RESTART`` points. The broker's $SYS
+    figures are the broker's own: they go on through the ingest's restart (3 dropped in
+    the range, 10 before it)."""
+    lines = []
+    for i, rejected in enumerate(REJECTED):
+        run = i if i < RESTART else i - RESTART  # seconds since this run of the ingest began
+        integers = {
+            "messages": 100 * run, "packets": 400 * run, "values": 4000 * run,
+            "errors": run // 2, "unread_messages": 10 * (i % 4), "queue_depth": i % 3,
+            "waiting_packets": 5 * (i % 2), "pending_lines": 20 + i,
+            "lines_written": 400 * run, "values_written": 4000 * run,
+            "write_retries": run // 4, "rejected_lines": rejected,
+            "spooled_lines": 30 * run, "backfilled_lines": 25 * run,
+            "spool_lines": 50 if 3 <= i <= 6 else 0, "spool_bytes": 4096 if 3 <= i <= 6 else 0,
+            "dead_letters": run // 3, "dead_letters_lost": 0, "poison_messages": run // 5,
+            "read_pauses": run // 2, "broker_dropped": 10 + 2 * (i >= 5) + (i >= 15),
+            "broker_stored": 100 + i, "auth_failures": int(run >= 6),
+            "missing_database": int(run >= 8), "dead_letter_lines": rejected,
+        }
+        fields = ",".join(f"{name}={value}i" for name, value in integers.items())
+        lines.append(f"ingest,ingest={identifier} {fields},"
+                     f"spool_full={'true' if 3 <= i <= 6 else 'false'},"
+                     f"spool_failed={'true' if 4 <= i <= 5 else 'false'},"
+                     f"peak_memory_mb={80.0 + i!r} {START_NS + i * 1_000_000_000}\n")
+    return lines
+
+
+def _health(dashboards: DashboardSet) -> dict[str, Any]:
+    (model,) = [d.model for d in dashboards.dashboards if d.uid == HEALTH_UID]
+    return model
+
+
+def _charted_field(query: str) -> str:
+    match = re.search(r'(?:last|max)\("(\w+)"\)', query)
+    assert match is not None, query
+    return match.group(1)
+
+
+def test_ground_health_dashboard_model(built: DashboardSet) -> None:
+    (dashboard,) = [d for d in built.dashboards if d.uid == "isls-ground-health"]
+    assert dashboard.title == HEALTH_TITLE == "ISLS ground system health"
+    model = dashboard.model
+    assert model["uid"] == "isls-ground-health" and model["refresh"] == "5s"
+    (variable,) = model["templating"]["list"]
+    assert variable["name"] == "ingest" and variable["type"] == "query"
+    assert variable["query"] == 'SHOW TAG VALUES FROM "ingest" WITH KEY = "ingest"'
+    assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*"
+    assert variable["current"]["value"] == "$__all"
+
+    # A panel per HEALTH_FIELDS entry, in its order and under its row; stats on top.
+    rows = [p["title"] for p in panels(model) if p["type"] == "row"]
+    assert rows == [HEADLINE_ROW, "Ingest throughput", "Backlog and memory", "Storage",
+                    "Input faults", "Broker", "Links"]
+    charted, row = [], ""
+    for panel in panels(model):
+        if panel["type"] == "row":
+            row = panel["title"]
+        elif panel["type"] != "stat":
+            (target,) = panel["targets"]
+            charted.append((row, _charted_field(target["query"]), panel["title"]))
+            kind = {f.field: f.kind for f in HEALTH_FIELDS}[charted[-1][1]]
+            assert panel["type"] == ("state-timeline" if kind == "state" else "timeseries")
+            if kind == "rate":
+                assert "non_negative_derivative(last(" in target["query"]
+                assert "), 1s)" in target["query"]
+    assert charted == [(f.row, f.field, f.title) for f in HEALTH_FIELDS]
+    assert {"spool_failed", "auth_failures", "missing_database", "dead_letter_lines",
+            "broker_dropped", "broker_stored", "locked", "last_frame_age"} <= {
+        field for _, field, _ in charted}
+
+    for _, target in targets(model):
+        query = target["query"]
+        assert "$timeFilter" in query and "GROUP BY time($__interval)" in query, query
+        assert "$spacecraft" not in query and "$source" not in query
+        if 'FROM "ingest"' in query:
+            assert '"ingest" =~ /^$ingest$/' in query and target["alias"] in (
+                "$tag_ingest", "$col"), query
+        else:
+            assert 'FROM "link"' in query and target["alias"] == "$tag_link", query
+    for annotation in model["annotations"]["list"]:  # every event, every alarm change
+        assert annotation["query"].endswith(" WHERE $timeFilter")
+
+    # The "nothing lost" stats: green at 0, red at anything above.
+    stats = {p["title"]: p for p in panels(model) if p["type"] == "stat"}
+    assert list(stats) == ["Rejected lines", "Dead letters lost",
+                           "Messages dropped by the broker"]
+    for title, panel in stats.items():
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert (colour(steps, 0), colour(steps, 1), colour(steps, 1e6)) == (
+            "green", "red", "red"), title
+        assert panel["options"]["colorMode"] == "background"
+        assert panel["gridPos"]["y"] == 1  # under the first row, above every chart
+
+    # The broker's drop rate: red as soon as it leaves 0.
+    (dropped,) = [p for p in panels(model)
+                  if p.get("title") == "Broker dropped messages per second"]
+    config = field_config(dropped, "broker_dropped")
+    steps = config["thresholds"]["steps"]
+    assert colour(steps, 0.0) == "green"
+    assert colour(steps, 1 / 86_400) == colour(steps, 1000.0) == "red"  # one a day: red
+    assert config["color"] == {"mode": "thresholds"}
+    assert config["custom"]["thresholdsStyle"] == {"mode": "line+area"}
+    # A boolean that is trouble when true is red when true; a link's lock is not.
+    for title, true_colour in (("Spool full", "red"), ("Spool write failed", "red"),
+                               ("Locked", "green")):
+        (panel,) = [p for p in panels(model) if p.get("title") == title]
+        mappings = panel["fieldConfig"]["defaults"]["mappings"]
+        assert {m["options"]["match"]: m["options"]["result"]["color"]
+                for m in mappings}["true"] == true_colour, title
+
+
+def test_ground_health_queries_return_the_sample_data(
+        offline_config: Config, tmdbs: list[Tmdb], influxd: InfluxServer,
+        database: str) -> None:
+    influxd.query(f'CREATE DATABASE "{database}"')
+    write_lines(influxd, database, _ingest_lines() + _link_lines(15) + _alarm_lines())
+    model = _health(build_dashboards(offline_config, tmdbs))
+    start, end = START_NS - 60_000_000_000, START_NS + 3_600_000_000_000
+
+    def run(query: str) -> list[dict[str, Any]]:
+        text = expand(query, model, start, end)
+        return series_of(influxd.query(text, database), text)
+
+    def values(query: str) -> list[Any]:
+        return [row[1] for s in run(query) for row in s["values"] if row[1] is not None]
+
+    charts: dict[str, str] = {}  # title: query
+    stats: dict[str, str] = {}
+    for panel, target in targets(model):
+        series = run(target["query"])
+        assert series and non_null_values(series) > 0, (panel["title"], target["query"])
+        (stats if panel["type"] == "stat" else charts)[panel["title"]] = target["query"]
+        if 'FROM "ingest"' in target["query"] and panel["type"] != "stat":
+            assert {s["tags"]["ingest"] for s in series} == {INGEST_ID}, panel["title"]
+    assert (len(charts), len(stats)) == (len(HEALTH_FIELDS), 3)
+
+    # Rates from counters: the restart's drop to 0 is skipped, never a negative rate.
+    assert values(charts["Messages per second"]) == [100.0] * (len(REJECTED) - 2)
+    assert values(charts["Packets per second"]) == [400.0] * (len(REJECTED) - 2)
+    assert values(charts["Rejected lines"]) == list(REJECTED)  # as counted, restart shown
+    assert max(values(charts["Peak memory"])) == 80.0 + len(REJECTED) - 1
+    assert set(values(charts["Spool full"])) == {True, False}
+    assert set(values(charts["Locked"])) == {True, False}
+    assert max(values(charts["Last frame age"])) == pytest.approx(0.08)
+    # Over the range, across the restart: 3 + 2 rejected, none lost, 3 dropped (the 10
+    # the broker had dropped before the range are not counted).
+    assert values(stats["Rejected lines"]) == [5]
+    assert values(stats["Dead letters lost"]) == [0]
+    assert values(stats["Messages dropped by the broker"]) == [3]
+
+    for annotation in model["annotations"]["list"]:
+        assert non_null_values(run(annotation["query"])) > 0, annotation["name"]
+    (variable,) = model["templating"]["list"]
+    tags = series_of(influxd.query(variable["query"], database), variable["query"])
+    assert [row[1] for s in tags for row in s["values"]] == [INGEST_ID]
+
+    # A second ingest on the same broker: its losses add up, the broker's figure does not
+    # (both report the same counter); picking one ingest shows that one's alone.
+    write_lines(influxd, database, _ingest_lines("isls-ingest-0b77d2a4"))
+    assert values(stats["Rejected lines"]) == [10]
+    assert values(stats["Messages dropped by the broker"]) == [3]
+    one = stats["Rejected lines"].replace("$ingest", grafana_regex_escape(INGEST_ID))
+    assert values(one) == [5]
+
+
+def test_a_line_in_health_fields_is_a_panel(offline_config: Config, tmdbs: list[Tmdb],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """HEALTH_FIELDS is the one place: the dashboard is built from it and nothing else."""
+    before = list(panels(_health(build_dashboards(offline_config, tmdbs))))
+    too_large = HealthField("Storage", "too_large", "Batches too large (413)", "short",
+                            "count", bad=True)
+    monkeypatch.setattr(dashboards_module, "HEALTH_FIELDS", (*HEALTH_FIELDS, too_large))
+    model = _health(build_dashboards(offline_config, tmdbs))
+    after = list(panels(model))
+    assert len(after) == len(before) + 1
+    titles = [p["title"] for p in after]
+    (added,) = [p for p in after if p["title"] == too_large.title]
+    assert _charted_field(added["targets"][0]["query"]) == "too_large"
+    assert titles.index("Storage") < titles.index(too_large.title) < titles.index(
+        "Input faults")  # in its row, wherever the line is in the table
+
+    # A new row and a new headline: a row, the panel and a stat among the others.
+    archive = HealthField("Archive", "archive_failures", "Archive write failures",
+                          "short", "count", bad=True, headline="Messages not archived")
+    monkeypatch.setattr(dashboards_module, "HEALTH_FIELDS", (*HEALTH_FIELDS, archive))
+    model = _health(build_dashboards(offline_config, tmdbs))
+    assert len(list(panels(model))) == len(before) + 3
+    assert [p["title"] for p in panels(model) if p["type"] == "stat"][-1] == \
+        "Messages not archived"
+    errors = list(jsonschema.Draft202012Validator(DASHBOARD_SCHEMA).iter_errors(model))
+    assert not errors
+    with pytest.raises(ValueError, match="peak_memory_mb"):
+        HealthField("Backlog", "peak_memory_mb", "Peak", "mbytes", "level", headline="x")
+
+
+def test_every_field_the_ingest_writes_has_a_panel() -> None:
+    """A field added to the ingest's health point needs its line in HEALTH_FIELDS."""
+    line = health_line("isls-ingest-x", IngestStats(), 0, 0, WriterStats(), START_NS)
+    written = {field.split("=")[0] for field in line.split(" ")[1].split(",")}
+    charted = {f.field for f in HEALTH_FIELDS if f.measurement == "ingest"}
+    assert written <= charted, (f"add a HealthField line to HEALTH_FIELDS in "
+                                f"control_center/dashboards.py for {written - charted}")
+
+
+def test_isls_dashboards_build_writes_the_ground_health_dashboard(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISLS_STATE_DIR", str(tmp_path / "state"))
+    out = tmp_path / "dashboards"
+    assert main(["--config", str(CONFIG), "dashboards", "build", "--out", str(out)]) == 0
+    model = json.loads((out / "isls-joint" / "isls-ground-health.json").read_text())
+    assert (model["uid"], model["title"]) == ("isls-ground-health", "ISLS ground system health")
+    assert len([p for p in model["panels"] if p["type"] != "row"]) == len(HEALTH_FIELDS) + 3
