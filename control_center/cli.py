@@ -410,7 +410,11 @@ def cmd_import(args: argparse.Namespace) -> int:
             detail = f"0 good packets of {file.seen}" + (f" ({kinds})" if kinds else "")
         print(f"isls import: {file.path}: {detail} — nothing stored from this file",
               file=sys.stderr)
-    return 1 if empty else 0
+    if summary.rejected_lines:
+        kept = config.state_dir / "spool" / "dead_letters"
+        print(f"isls import: InfluxDB refused {summary.rejected_lines} lines "
+              f"({summary.dead_letter_lines} kept in {kept})", file=sys.stderr)
+    return 1 if empty or summary.rejected_lines else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -450,9 +450,13 @@ class IngestService:
         dropped: dict[str, int] = dict(self.stats.errors)
         if writer.rejected_lines:
             dropped["rejected_by_influxdb"] = writer.rejected_lines
-        lost_letters = self.dead_letters.stats.dropped + self.dead_letters.stats.failures
+        lost_letters = self.dead_letters.stats.dropped + self.dead_letters.stats.failures \
+            + writer.dead_letters_discarded
         if lost_letters:
             dropped["dead_letters_lost"] = lost_letters
+        # Trouble that was retried (nothing lost by it), said apart from what was dropped.
+        retried = {kind: count for kind, count in writer.problems().items()
+                   if kind not in ("rejected_lines", "dead_letters_discarded")}
         if not drained:
             where = "not all stored: the broker sends the unacknowledged messages again"
         elif writer.spool_lines:
@@ -461,8 +465,10 @@ class IngestService:
         else:
             where = "all stored in InfluxDB"
         shown = ", ".join(f"{kind} {count}" for kind, count in sorted(dropped.items()))
+        trouble = ", ".join(f"{kind} {count}" for kind, count in sorted(retried.items()))
         return (f"ingest stopped: {sum(self.stats.packets.values())} packets decoded, {where}; "
-                f"dropped or refused: {shown or 'none'}")
+                f"dropped or refused: {shown or 'none'}"
+                + (f"; InfluxDB trouble, retried: {trouble}" if trouble else ""))
 
     async def _read_session(self, stop_reading: asyncio.Event) -> None:
         # No limit on aiomqtt's own queue (at its limit it would discard messages): the
@@ -788,6 +794,9 @@ class IngestService:
                      "poison_messages": self.stats.errors["poison_message"],
                      "read_pauses": self._mqtt.paused
                      if isinstance(self._mqtt, GatedClient) else 0,
+                     "dead_letter_lines": writer.stats.dead_letter_lines,
+                     "auth_failures": writer.stats.auth_failures,
+                     "missing_database": writer.stats.missing_database,
                      **self.broker_figures}
             await writer.write(health_line(self.identifier, self.stats, self.decoder.waiting,
                                            self.unread_messages, writer.stats,
@@ -865,6 +874,7 @@ def health_line(identifier: str, stats: IngestStats, waiting: int, unread: int,
     text = ",".join(f"{name}={value}i" for name, value in fields.items())
     return (f"ingest,ingest={escape_tag(identifier)} {text},"
             f"spool_full={'true' if writer.spool_full else 'false'},"
+            f"spool_failed={'true' if writer.spool_failed else 'false'},"
             f"peak_memory_mb={peak_memory_mb()!r} {now_ns}\n")
 
 

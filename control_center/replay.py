@@ -231,6 +231,8 @@ class ImportSummary:
     packets: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     values_written: int = 0
+    rejected_lines: int = 0  # lines InfluxDB refused (kept as dead letters)
+    dead_letter_lines: int = 0
     by_file: list[FileImport] = field(default_factory=list)
 
     @property
@@ -368,4 +370,6 @@ async def import_files(config: Config, tmdbs: list[Tmdb], files: list[Path], *,
                 spans.append((mtime_ns, mtime_ns + file.packets - first_packets + 1))
     progress.finish()
     summary.values_written = writer.stats.values_written
+    summary.rejected_lines = writer.stats.rejected_lines
+    summary.dead_letter_lines = writer.stats.dead_letter_lines
     return summary
