@@ -83,7 +83,7 @@ class Run:
     spool_mounted: bool = False
     per_message: int = 1
     paused: bool = False  # the publisher waits (while the database fault is prepared)
-    idle: bool = False  # the publisher is waiting with nothing in flight
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # publisher waits, none in flight
     mark_packets: int = 0  # packets published before the database was dropped
     stored_before_drop: int = 0
 
@@ -162,10 +162,10 @@ async def publish(run: Run, payloads: list[bytes], stop_at: float) -> None:
                                       timeout=5) as client:
                 while index < len(payloads) and time.monotonic() < stop_at:
                     while run.paused:
-                        run.idle = True  # no publish in flight: the mark is exact
+                        run.idle.set()  # no publish in flight: the mark is exact
                         await asyncio.sleep(0.05)
                         started += 0.05  # the pace resumes where it stopped
-                    run.idle = False
+                    run.idle.clear()
                     due = started + index * interval
                     delay = due - time.monotonic()
                     if delay > 0:
@@ -250,8 +250,7 @@ async def faults(run: Run, started: float) -> None:
     # must be stored (checked), then the drop, with telemetry flowing into the missing
     # database until it is created again; all of that must be stored in the end.
     run.paused = True
-    while not run.idle:
-        await asyncio.sleep(0.01)
+    await run.idle.wait()
     mark = run.published_messages
     before = mark * run.per_message
     stored = await wait_until(lambda: count(run, START_UNIX, packet_unix(before)) >= before,
