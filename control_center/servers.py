@@ -4,6 +4,10 @@
 per session on free loopback ports. Each server writes its config file and keeps all
 of its data under one directory, binds 127.0.0.1 only, needs no systemd, and is
 stopped (SIGTERM, then SIGKILL after a grace period) by :meth:`stop`.
+
+Their directories are 0700 and everything in them 0600: the servers run with umask 077
+(InfluxDB's ``meta/meta.db`` holds its users' password hashes, Mosquitto's
+``mosquitto.db`` the queued telemetry of every spacecraft).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import os
 import shutil
 import signal
 import socket
@@ -19,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -26,6 +32,27 @@ from typing import Self
 from control_center.errors import ServerError
 
 START_TIMEOUT = 30.0
+PRIVATE_UMASK = 0o077  # files 0600, directories 0700
+
+
+def private_directory(path: Path) -> Path:
+    """``path`` (and its missing parents) as a directory only its owner may enter."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Replace ``path`` with ``text``, readable and writable by its owner only (0600)
+    from the moment it exists; atomic (a reader sees the old file or the new one)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(temporary, path)
+    return path
 
 
 def free_port() -> int:
@@ -70,17 +97,26 @@ class _ChildServer:
     def _ready(self) -> bool:
         raise NotImplementedError
 
+    def _ports(self) -> tuple[int, ...]:
+        return (self.port,)
+
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if port_open(self.port):
-            raise ServerError(f"cannot start {self.name}: 127.0.0.1:{self.port} is already in "
-                              f"use; stop what holds it or choose another port in the config")
+        private_directory(self.directory)
+        for port in self._ports():
+            if port_open(port):
+                raise ServerError(f"cannot start {self.name}: 127.0.0.1:{port} is already in "
+                                  f"use; stop what holds it or choose another port in the "
+                                  f"config")
         command = self._command()
-        with self.log_path.open("ab") as log:
+        descriptor = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.chmod(self.log_path, 0o600)  # a log from before this rule: clients' ids, errors
+        with os.fdopen(descriptor, "ab") as log:
             # A new session: Ctrl-C in the terminal reaches `isls up`, which then stops
             # the servers in order after the last flush, instead of killing them first.
+            # umask 077: what the server creates (its database, its persistence) is 0600.
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            umask=PRIVATE_UMASK)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -143,24 +179,76 @@ def stop_child(process: subprocess.Popen[bytes], *, signum: int = signal.SIGTERM
     return process.returncode
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerSecurity:
+    """Accounts for the local broker (``control_center/security.py`` writes the files):
+    the control center's own accounts log in on the configured port, the partner
+    accounts (simulators, agencies) on ``partner_port``, where a client's id is always
+    its user name. No anonymous clients on either."""
+
+    password_file: Path
+    partner_password_file: Path
+    acl_file: Path
+    partner_port: int
+
+
+# Mosquitto 2.0.11 saves its whole in-memory store (every queued message) to
+# mosquitto.db, with an fsync: every `autosave_interval` seconds, or with
+# `autosave_on_changes` once that many changes (a message for a subscriber, a
+# subscription) happened since the last save, at the end of the event-loop pass that got
+# there. It acknowledges a QoS 1 PUBLISH before that save, so a SIGKILL loses what came
+# since the last save (issue 13, item 5: 6,900 of 8,000 queued messages with the 10 s
+# interval). A save after every pass that changed something loses nothing acknowledged
+# but the last pass, acknowledged milliseconds before. Its cost, measured with
+# bench/broker_persistence.py (README, "Operating it"): while the ingest keeps up, one
+# small save and one fsync per pass; while it is away, each save rewrites the whole
+# backlog, so a publisher that awaits each PUBACK slows as the backlog grows, and the
+# broker writes far more than it holds.
+AUTOSAVE_ON_CHANGES = (True, 1)
+
+
 class MosquittoServer(_ChildServer):
     name = "mosquitto"
 
     def __init__(self, directory: Path, port: int, *, persistence: bool = True,
-                 security: tuple[Path, Path] | None = None) -> None:
+                 security: BrokerSecurity | None = None,
+                 autosave: tuple[bool, int] = AUTOSAVE_ON_CHANGES) -> None:
         super().__init__(directory, port)
         self.persistence = persistence
-        self.security = security  # (password file, ACL file): no anonymous clients
+        self.autosave = autosave  # (autosave_on_changes, autosave_interval)
+        self.security = security  # None: anonymous clients, one listener
         self.config_path = directory / "mosquitto.conf"
 
+    def _ports(self) -> tuple[int, ...]:
+        return (self.port,) if self.security is None else (self.port,
+                                                           self.security.partner_port)
+
+    def _listeners(self) -> list[str]:
+        security = self.security
+        if security is None:
+            return [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        return [
+            # Each listener its own password file: a partner account cannot log in on
+            # the control center's port (security.py says why).
+            "per_listener_settings true",
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous false",
+            f"password_file {security.password_file}",
+            f"acl_file {security.acl_file}",
+            f"listener {security.partner_port} 127.0.0.1",
+            # Whatever client id a partner sends, it gets its user name: it can never
+            # take the ingest's id, and with it the ingest's session and queue.
+            "use_username_as_clientid true",
+            "allow_anonymous false",
+            f"password_file {security.partner_password_file}",
+            f"acl_file {security.acl_file}",
+        ]
+
     def write_config(self) -> None:
+        on_changes, interval = self.autosave
         lines = [
             "# Written by isls; regenerated at every start.",
-            f"listener {self.port} 127.0.0.1",
-            *(["allow_anonymous true"] if self.security is None else [
-                "allow_anonymous false",
-                f"password_file {self.security[0]}",
-                f"acl_file {self.security[1]}"]),
+            *self._listeners(),
             # Started as root, Mosquitto would switch to the `mosquitto` user, which
             # cannot write persistence into our directory: sessions would not survive a
             # restart, silently.
@@ -172,13 +260,14 @@ class MosquittoServer(_ChildServer):
             "message_size_limit 16777216",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.directory}/",
-            "autosave_interval 10",
+            f"autosave_on_changes {'true' if on_changes else 'false'}",
+            f"autosave_interval {interval}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
             "log_type notice",
         ]
-        self.config_path.write_text("\n".join(lines) + "\n")
+        write_private(self.config_path, "\n".join(lines) + "\n")
 
     def _command(self) -> list[str]:
         self.write_config()
@@ -186,11 +275,17 @@ class MosquittoServer(_ChildServer):
         return [binary, "-c", str(self.config_path)]
 
     def _ready(self) -> bool:
-        return port_open(self.port)
+        return all(port_open(port) for port in self._ports())
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def partner_url(self) -> str | None:
+        """Where simulators and agencies connect; None without accounts."""
+        return None if self.security is None else \
+            f"mqtt://127.0.0.1:{self.security.partner_port}"
 
 
 class InfluxServer(_ChildServer):
@@ -205,7 +300,7 @@ class InfluxServer(_ChildServer):
 
     def write_config(self) -> None:
         d = self.directory
-        self.config_path.write_text(f"""# Written by isls; regenerated at every start.
+        write_private(self.config_path, f"""# Written by isls; regenerated at every start.
 reporting-disabled = true
 bind-address = "127.0.0.1:{self.rpc_port}"
 
@@ -227,6 +322,11 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   auth-enabled = {'true' if self.auth else 'false'}
   log-enabled = false
   max-body-size = 0
+  # No /debug/pprof (profiles, goroutine dumps) without authentication. InfluxDB 1.6.7
+  # has no switch for /debug/vars and /debug/requests: they answer anyone who reaches
+  # this port (counters, database names, user names, its command line, no telemetry),
+  # which is why it binds 127.0.0.1 only; see the README.
+  pprof-enabled = false
 
 [ifql]
   enabled = false
