@@ -31,7 +31,12 @@ from control_center.security import (
     simulator_account,
     write_broker_security,
 )
-from control_center.servers import InfluxServer, MosquittoServer
+from control_center.servers import (
+    PRIVATE_UMASK,
+    InfluxServer,
+    MosquittoServer,
+    private_directory,
+)
 from control_center.terminal import LiveText
 from control_center.tmdb import Tmdb
 from drivers.mqtt import raw_subscription, raw_topic
@@ -49,9 +54,13 @@ def local_servers(config: Config, tmdbs: list[Tmdb]) -> Iterator[Config]:
 
     When the broker accounts have passwords (``control_center/security.py``), the local
     broker refuses anonymous clients, checks the generated ACL, and the ingest of this
-    run connects as ``isls-ingest``."""
+    run connects as ``isls-ingest``; simulators and agencies connect to the partner port.
+
+    The state directory is 0700 (``servers.private_directory``): what the servers and
+    the security files keep there is for this account only."""
     stack = contextlib.ExitStack()
     with stack:
+        private_directory(config.state_dir)
         if not config.mqtt.external:
             directory = config.state_dir / "mosquitto"
             security = write_broker_security(directory / "security", config, tmdbs,
@@ -59,7 +68,9 @@ def local_servers(config: Config, tmdbs: list[Tmdb]) -> Iterator[Config]:
             broker = MosquittoServer(directory, config.mqtt.port, security=security)
             stack.enter_context(broker)
             log.info("started mosquitto on 127.0.0.1:%d (data %s, %s)", broker.port,
-                     broker.directory, "accounts and ACL on" if security else "anonymous")
+                     broker.directory,
+                     f"accounts and ACL on; simulators and agencies on {broker.partner_url}"
+                     if security else "anonymous")
             if security is not None:
                 config = replace(config, mqtt=account_settings(config, INGEST))
         if not config.influx.external:
@@ -250,6 +261,9 @@ def up(config: Config, tmdbs: list[Tmdb], *, duration: float | None, simulate: b
     if dashboards_dir is not None:
         refresh_dashboards(config, tmdbs, dashboards_dir)
     with contextlib.ExitStack() as stack:
+        # Everything this run writes (archive, spool, alarm state, dead letters, the
+        # servers' files) is its owner's only: 0600 files, 0700 directories.
+        stack.callback(os.umask, os.umask(PRIVATE_UMASK))
         running = stack.enter_context(local_servers(config, tmdbs))
         hil_run: tuple[HilSettings, str] | None = None
         if hil is not None:

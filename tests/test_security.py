@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import os
 import subprocess
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,11 +23,14 @@ from control_center.security import (
     account_settings,
     accounts,
     agency_account,
+    is_partner,
+    password_file_text,
+    password_hash,
     provision_influx,
     simulator_account,
     write_broker_security,
 )
-from control_center.servers import InfluxServer, MosquittoServer, free_port
+from control_center.servers import InfluxServer, MosquittoServer, free_port, port_open
 from control_center.storage import InfluxWriter
 from control_center.tmdb import Tmdb
 from drivers.mqtt import make_client
@@ -69,16 +76,19 @@ def test_the_broker_enforces_the_generated_accounts(
     env = _passwords(tmdbs, config)
     security = write_broker_security(tmp_path / "security", config, tmdbs, env)
     assert security is not None
-    password_file, acl_file = security
-    assert "user agency-cnsa\ntopic read isls/orbiter/#" in acl_file.read_text()
-    assert "secret-" not in password_file.read_text()  # hashed
+    assert "user agency-cnsa\ntopic read isls/orbiter/#" in security.acl_file.read_text()
+    for password_file in (security.password_file, security.partner_password_file):
+        assert "secret-" not in password_file.read_text()  # hashed
     broker = MosquittoServer(tmp_path / "mosquitto", free_port(), security=security)
     broker.start()
     base = replace(config.mqtt, port=broker.port)
 
     def as_account(name: str, secret: str | None = None) -> aiomqtt.Client:
         password = secret or env["ISLS_MQTT_PASSWORD_" + name.upper().replace("-", "_")]
-        return make_client(replace(base, username=name, password=password), f"test-{name}")
+        # Simulators and agencies log in on the partner port.
+        port = security.partner_port if is_partner(name) else broker.port
+        return make_client(replace(base, username=name, password=password, port=port),
+                           f"test-{name}")
 
     async def scenario() -> None:
         # No anonymous clients, no wrong passwords.
@@ -161,3 +171,118 @@ def test_influxdb_accounts_write_only_read_only_and_a_wrong_password(
 async def _ensure(settings: InfluxSettings) -> None:
     async with InfluxWriter(settings) as writer:
         await writer.ensure_database()
+
+
+def test_the_password_file_is_mosquitto_passwds_own_format(tmp_path: Path) -> None:
+    """The hash written here is the one mosquitto_passwd 2.0 writes for the same salt
+    ($7$: PBKDF2-HMAC-SHA512, 101 iterations, 12-octet salt, 64-octet hash); the broker
+    accepting it is shown by the test above, which only uses files written here."""
+    reference = tmp_path / "reference"
+    reference.touch(mode=0o600)
+    # A throwaway password in a test: the tool's -b is what isls no longer does.
+    subprocess.run(["mosquitto_passwd", "-b", str(reference), "alice", "correct horse"],
+                   check=True, capture_output=True)
+    user, hashed = reference.read_text().strip().split(":", 1)
+    _, kind, iterations, salt, _digest = hashed.split("$")
+    assert (user, kind, iterations) == ("alice", "7", "101")
+    assert password_hash("correct horse", base64.b64decode(salt)) == hashed
+    assert password_hash("correct horse") != hashed  # a fresh random salt each time
+    text = password_file_text({"alice": "correct horse", "bob": "x"})
+    assert text.startswith("alice:$7$101$") and "\nbob:$7$101$" in text
+
+
+def _command_lines() -> dict[int, bytes]:
+    lines = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                lines[int(entry.name)] = (entry / "cmdline").read_bytes()
+    return lines
+
+
+def test_isls_up_puts_no_secret_on_a_command_line_and_keeps_its_state_private(
+        tmp_path: Path) -> None:
+    """Issue 13, item 8. While `isls up` runs with every credential set, no process's
+    command line (world-readable in /proc) holds a password; afterwards every file it
+    left under the state directory is 0600 and every directory 0700; its influxd serves
+    no /debug/pprof and listens on 127.0.0.1 only."""
+    from control_center.config import load_config
+    from control_center.tmdb import load_tmdbs
+    from tests.test_cli import _env, _local_config
+
+    mqtt_port, influx_port = free_port(), free_port()
+    config_path = _local_config(tmp_path, mqtt_port, influx_port)
+    loaded = load_config(config_path, {})
+    names = [a.name for a in accounts(loaded, load_tmdbs(loaded.tmdb_paths))]
+    secrets = {"ISLS_MQTT_PASSWORD_" + n.upper().replace("-", "_"): f"pw-{n}-7f3a"
+               for n in names}
+    secrets |= {"ISLS_INFLUX_ADMIN_PASSWORD": "admin-pw-7f3a",
+                "ISLS_INFLUX_PASSWORD": "ingest-pw-7f3a",
+                "ISLS_INFLUX_READER_PASSWORD": "reader-pw-7f3a"}
+    env = _env(**secrets, ISLS_INFLUX_USER="isls_ingest",
+               ISLS_MQTT_PARTNER_PORT=str(free_port()))
+    exposed: dict[int, bytes] = {}
+    listening: list[str] = []
+    debug: dict[str, int] = {}
+    log = tmp_path / "up.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([*ISLS, "--config", str(config_path), "up", "--duration",
+                                    "6"], env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        while process.poll() is None:
+            for pid, line in _command_lines().items():
+                if any(secret.encode() in line for secret in secrets.values()):
+                    exposed[pid] = line
+            if not listening and port_open(influx_port):
+                influxd = [pid for pid, line in _command_lines().items()
+                           if line.startswith(b"/usr/bin/influxd")
+                           and str(tmp_path).encode() in line]
+                listening = [address for pid in influxd for address in _listening(pid)]
+                for path in ("/debug/pprof/", "/debug/vars"):
+                    try:
+                        with urllib.request.urlopen(
+                                f"http://127.0.0.1:{influx_port}{path}", timeout=5) as answer:
+                            debug[path] = answer.status
+                    except urllib.error.HTTPError as error:
+                        debug[path] = error.code
+    finally:
+        process.wait(120)
+    assert process.returncode == 0, log.read_text()[-3000:]
+    assert exposed == {}, exposed
+    # influxd 1.6.7: /debug/pprof off; /debug/vars has no switch (counters, no data), hence
+    # 127.0.0.1 only.
+    assert debug == {"/debug/pprof/": 404, "/debug/vars": 200}
+    assert listening and all(address.startswith("127.0.0.1:") for address in listening), \
+        listening
+    state = tmp_path / "state"
+    loose = [f"{oct(path.stat().st_mode & 0o777)} {path}" for path in [state, *state.rglob("*")]
+             if not path.is_symlink()
+             and path.stat().st_mode & 0o777 != (0o700 if path.is_dir() else 0o600)]
+    assert loose == []
+    for name in ("mosquitto/security/passwd", "mosquitto/security/partner-passwd",
+                 "mosquitto/security/acl", "mosquitto/mosquitto.db",
+                 "influxdb/meta/meta.db"):
+        assert (state / name).is_file(), name
+    assert list(state.glob("archive/*/*/pass.json"))  # the ingest's files are checked too
+
+
+def _listening(pid: int) -> list[str]:
+    """host:port of the TCP sockets ``pid`` listens on (from /proc, no tools needed)."""
+    inodes = set()
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(descriptor)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                host, port = fields[1].split(":")
+                if len(host) == 8:
+                    address = ".".join(str(b) for b in reversed(bytes.fromhex(host)))
+                else:
+                    address = f"[{host}]"
+                found.append(f"{address}:{int(port, 16)}")
+    return found
