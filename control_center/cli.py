@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -386,8 +387,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from control_center.replay import import_files
+    from control_center.servers import PRIVATE_UMASK
 
     config, tmdbs = _load(args)
+    os.umask(PRIVATE_UMASK)  # its spool and dead letters, as the ingest's
     summary = asyncio.run(import_files(config, tmdbs, args.files, spacecraft=args.spacecraft))
     print(f"imported {summary.files} file(s), {summary.octets} octets: "
           f"{sum(summary.packets.values())} packets, {summary.values_written} values "
@@ -484,8 +487,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from control_center.ingest import IngestService
+    from control_center.servers import PRIVATE_UMASK
 
     config, tmdbs = _load(args)
+    # What the ingest keeps (archive, spool, alarm state, dead letters) is telemetry of
+    # every agency: its owner's only, as under `isls up` (0600 files, 0700 directories).
+    os.umask(PRIVATE_UMASK)
     service = IngestService(config, tmdbs)
 
     async def main() -> None:
