@@ -249,6 +249,12 @@ class GatedClient(aiomqtt.Client):
             self._loop.remove_reader(self._reader_fd)
             self._reading = False
             self.paused += 1
+            # A paused client cannot read the broker's PINGRESP, and paho drops a
+            # connection whose PINGRESP does not come within the keepalive: read again
+            # for a moment every half keepalive (the next message over the limit
+            # pauses it again), so a long stall never costs the session a reconnect.
+            keepalive = max(1.0, float(getattr(client, "_keepalive", 60)) / 2)
+            self._loop.call_later(keepalive, self._resume)
 
     def _resume(self) -> None:
         if not self._reading and self._reader is not None and self._reader_fd >= 0:
