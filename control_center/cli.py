@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     passes.add_argument("pass_id", nargs="?", help="with show: the pass")
     passes.add_argument("--spacecraft", help="only this spacecraft's passes")
 
+    letters = commands.add_parser("dead-letters", help="messages the ingest quarantined: "
+                                  "list them, or publish them again")
+    letters.add_argument("action", nargs="?", choices=("list", "replay"), default="list")
+    letters.add_argument("ids", nargs="*", help="with replay: the ids to publish again "
+                         "(default: every one)")
+
     replay = commands.add_parser("replay", help="republish a recorded pass into the pipeline")
     replay.add_argument("pass_id")
     replay.add_argument("--speed", default="1", help="times real time, or max (default 1)")
@@ -322,6 +328,48 @@ def _utc(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """``isls dead-letters [list]``: what the ingest quarantined and why;
+    ``isls dead-letters replay [ID...]``: publish those payloads again on their raw
+    topic with a fresh earth-receive time (the properties that made them poison stay
+    behind in the store), once the ingest or the publisher is fixed."""
+    import time
+    from datetime import UTC, datetime
+
+    from control_center.dead_letters import DeadLetterStore
+    from control_center.operator import with_broker
+    from drivers.mqtt import raw_properties, raw_topic
+
+    config = load_config(args.config)
+    store = DeadLetterStore(config.state_dir / "dead_letters")
+    letters = list(store)
+    if args.action == "list":
+        if not letters:
+            print(f"no dead letters in {store.directory}")
+        for letter in letters:
+            when = datetime.fromtimestamp(letter.quarantined_ns / 1e9, UTC)
+            print(f"{letter.id:>10}  {when:%Y-%m-%dT%H:%M:%SZ}  {letter.topic}  "
+                  f"{len(letter.payload)} octets  {letter.reason}")
+        return 0
+    unknown = set(args.ids) - {d.id for d in letters}
+    if unknown:
+        raise IslsError(f"isls dead-letters replay: no dead letter {', '.join(sorted(unknown))} "
+                        f"(see `isls dead-letters list`)")
+    chosen = [d for d in letters if not args.ids or d.id in args.ids]
+
+    async def session(client: aiomqtt.Client) -> int:
+        for letter in chosen:
+            topic = letter.topic if letter.topic.endswith(("/tm/raw", "/tm/replay")) \
+                else raw_topic(letter.spacecraft)
+            await client.publish(topic, letter.payload, qos=1,
+                                 properties=raw_properties(time.time_ns(), "dead-letters"))
+        return len(chosen)
+
+    sent = asyncio.run(with_broker(config.mqtt, "isls-dead-letters", session, retry=False))
+    print(f"published {sent} dead letter(s) again with a fresh earth-receive time")
+    return 0
+
+
 def cmd_passes(args: argparse.Namespace) -> int:
     from control_center.archive import list_passes, pass_info
 
@@ -509,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose)
     handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest, "link": cmd_link_status,
                 "passes": cmd_passes, "replay": cmd_replay, "import": cmd_import,
+                "dead-letters": cmd_dead_letters,
                 "report": cmd_report, "dashboards": cmd_dashboards, "alarms": cmd_alarms,
                 "doctor": cmd_doctor}
     try:

@@ -5,6 +5,8 @@ published while the ingest is stopped is stored when it comes back."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,10 +16,10 @@ from paho.mqtt.properties import Properties
 from control_center.config import Config
 from control_center.dead_letters import DeadLetterStore
 from control_center.ingest import IngestService, wait_subscribed
-from control_center.servers import InfluxServer
+from control_center.servers import InfluxServer, MosquittoServer
 from control_center.tmdb import Tmdb
 from drivers.mqtt import make_client, raw_properties, raw_topic, replay_topic
-from tests.conftest import count_points, lander_nav_messages, wait_for_async
+from tests.conftest import ISLS, count_points, lander_nav_messages, wait_for_async
 
 PER_MESSAGE = 20
 
@@ -137,3 +139,46 @@ def test_a_topic_never_writes_outside_the_archive(
     assert sorted(p.name for p in archive.iterdir()) == ["lander"]
     assert not any((archive.parent / name).exists() for name in ("tm", "raw"))
     assert not list(archive.parent.glob("*/pass.json"))
+
+
+def test_dead_letters_are_listed_and_published_again(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str,
+        mosquitto: MosquittoServer) -> None:
+    """`isls dead-letters` lists the quarantined messages with their reason; `replay`
+    publishes a payload again with a valid earth-receive time, and it is stored."""
+    good = lander_nav_messages(tmdbs[0], 1, PER_MESSAGE)
+    poison = (raw_topic("lander"), good[0], properties(ert="10000-01-01T00:00:00Z"))
+    asyncio.run(run_ingest(config, tmdbs, 0, [poison, poison]))
+    assert count_points(influxd, database, "lander_nav") == 0
+    env = {**os.environ, "ISLS_MQTT_URL": mosquitto.url, "ISLS_INFLUX_URL": influxd.url,
+           "ISLS_INFLUX_DB": database, "ISLS_STATE_DIR": str(config.state_dir)}
+    listed = subprocess.run([*ISLS, "dead-letters"], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.splitlines()
+    assert len(rows) == 2 and all("isls/lander/tm/raw" in r and "ert '10000-01-01" in r
+                                  for r in rows), listed.stdout
+    first = rows[0].split()[0]
+
+    async def replay_into_ingest() -> None:
+        stop = asyncio.Event()
+        ingest = IngestService(config, tmdbs)
+        task = asyncio.create_task(ingest.run(stop))
+        try:
+            await wait_subscribed(ingest)
+            replayed = await asyncio.to_thread(
+                subprocess.run, [*ISLS, "dead-letters", "replay", first], env=env,
+                capture_output=True, text=True, timeout=60, check=False)
+            assert replayed.returncode == 0, replayed.stderr
+            assert "published 1 dead letter(s) again" in replayed.stdout
+            await wait_for_async(lambda: ingest.stats.packets["lander"] >= PER_MESSAGE)
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(replay_into_ingest())
+    assert count_points(influxd, database, "lander_nav") == PER_MESSAGE
+    unknown = subprocess.run([*ISLS, "dead-letters", "replay", "99:1"], env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert unknown.returncode != 0 and "no dead letter 99:1" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
