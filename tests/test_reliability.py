@@ -170,7 +170,10 @@ def test_sigkill_loses_no_acknowledged_telemetry(
             first.wait(10)
         finally:
             os.kill(influx_pid, signal.SIGCONT)
-        assert count_points(server, "killed", "lander_nav") == 100 * PER_MESSAGE
+        # Not "== 100 messages": a POST the killed ingest had already sent sits in
+        # influxd's socket and is stored once influxd runs again. Unacknowledged all the
+        # same, it comes again and lands on the same points (counted exactly below).
+        assert count_points(server, "killed", "lander_nav") >= 100 * PER_MESSAGE
         asyncio.run(publish(messages[200:]))  # while no ingest runs
         second = start_isls(["ingest"], env)
         try:
