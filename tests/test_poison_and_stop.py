@@ -5,9 +5,10 @@ published while the ingest is stopped is stored when it comes back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from paho.mqtt.packettypes import PacketTypes
@@ -30,22 +31,29 @@ def properties(**user: str) -> Properties:
     return result
 
 
-async def run_ingest(config: Config, tmdbs: list[Tmdb], until_packets: int,
-                     publish: Sequence[tuple[str, bytes, Properties | None]]
-                     ) -> IngestService:
+@contextlib.asynccontextmanager
+async def running_ingest(config: Config, tmdbs: list[Tmdb]) -> AsyncIterator[IngestService]:
+    """An ingest, subscribed; stopped cleanly (as SIGTERM does) on leaving."""
     stop = asyncio.Event()
     ingest = IngestService(config, tmdbs)
     task = asyncio.create_task(ingest.run(stop))
     try:
         await wait_subscribed(ingest)
+        yield ingest
+    finally:
+        stop.set()
+        await task
+
+
+async def run_ingest(config: Config, tmdbs: list[Tmdb], until_packets: int,
+                     publish: Sequence[tuple[str, bytes, Properties | None]]
+                     ) -> IngestService:
+    async with running_ingest(config, tmdbs) as ingest:
         async with make_client(config.mqtt, "test-poison-publisher") as client:
             for topic, payload, props in publish:
                 await client.publish(topic, payload, qos=1, properties=props)
         await wait_for_async(lambda: ingest.stats.packets["lander"] >= until_packets
                              and ingest.stats.errors["poison_message"] >= 2)
-    finally:
-        stop.set()
-        await task
     return ingest
 
 
@@ -85,26 +93,17 @@ def test_a_clean_stop_keeps_the_subscription(
     messages = lander_nav_messages(tmdbs[0], 100, PER_MESSAGE)
 
     async def scenario() -> IngestService:
-        first = IngestService(config, tmdbs)
-        stop = asyncio.Event()
-        task = asyncio.create_task(first.run(stop))
-        await wait_subscribed(first)
         async with make_client(config.mqtt, "test-stop-publisher") as client:
-            for payload in messages[:20]:
-                await client.publish(raw_topic("lander"), payload, qos=1)
-            await wait_for_async(lambda: first.stats.packets["lander"] >= 20 * PER_MESSAGE)
-            stop.set()
-            await task
+            async with running_ingest(config, tmdbs) as first:
+                for payload in messages[:20]:
+                    await client.publish(raw_topic("lander"), payload, qos=1)
+                await wait_for_async(
+                    lambda: first.stats.packets["lander"] >= 20 * PER_MESSAGE)
             # The ingest is down: the broker must keep these for its session.
             for payload in messages[20:]:
                 await client.publish(raw_topic("lander"), payload, qos=1)
-        second = IngestService(config, tmdbs)
-        stop = asyncio.Event()
-        task = asyncio.create_task(second.run(stop))
-        await wait_subscribed(second)
-        await wait_for_async(lambda: second.stats.packets["lander"] >= 80 * PER_MESSAGE)
-        stop.set()
-        await task
+        async with running_ingest(config, tmdbs) as second:
+            await wait_for_async(lambda: second.stats.packets["lander"] >= 80 * PER_MESSAGE)
         return second
 
     second = asyncio.run(scenario())
@@ -118,21 +117,13 @@ def test_a_topic_never_writes_outside_the_archive(
     archive write a directory above its own."""
     good = lander_nav_messages(tmdbs[0], 2, PER_MESSAGE)
 
-    async def scenario() -> IngestService:
-        stop = asyncio.Event()
-        ingest = IngestService(config, tmdbs)
-        task = asyncio.create_task(ingest.run(stop))
-        try:
-            await wait_subscribed(ingest)
+    async def scenario() -> None:
+        async with running_ingest(config, tmdbs) as ingest:
             async with make_client(config.mqtt, "test-traversal") as client:
                 await client.publish("isls/../tm/raw", good[0], qos=1)
                 await client.publish(raw_topic("lander"), good[1], qos=1)
             await wait_for_async(lambda: ingest.stats.packets["lander"] >= PER_MESSAGE
                                  and ingest.stats.errors["unknown_spacecraft"] >= 1)
-        finally:
-            stop.set()
-            await task
-        return ingest
 
     asyncio.run(scenario())
     archive = config.archive_dir.resolve()
@@ -161,20 +152,13 @@ def test_dead_letters_are_listed_and_published_again(
     first = rows[0].split()[0]
 
     async def replay_into_ingest() -> None:
-        stop = asyncio.Event()
-        ingest = IngestService(config, tmdbs)
-        task = asyncio.create_task(ingest.run(stop))
-        try:
-            await wait_subscribed(ingest)
+        async with running_ingest(config, tmdbs) as ingest:
             replayed = await asyncio.to_thread(
                 subprocess.run, [*ISLS, "dead-letters", "replay", first], env=env,
                 capture_output=True, text=True, timeout=60, check=False)
             assert replayed.returncode == 0, replayed.stderr
             assert "published 1 dead letter(s) again" in replayed.stdout
             await wait_for_async(lambda: ingest.stats.packets["lander"] >= PER_MESSAGE)
-        finally:
-            stop.set()
-            await task
 
     asyncio.run(replay_into_ingest())
     assert count_points(influxd, database, "lander_nav") == PER_MESSAGE
