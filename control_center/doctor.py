@@ -139,9 +139,13 @@ async def _queue(settings: MqttSettings) -> Check:
                                session_expiry=300) as probe:
             await probe.subscribe(topic, qos=1)
         async with make_client(settings, f"{identifier}-publisher") as publisher:
-            # One at a time, as a simulator publishes: about a second.
-            for _ in range(QUEUE_PROBE_MESSAGES):
-                await publisher.publish(topic, payload, qos=1)
+            # A hundred in flight at a time: a broker that saves its store after every
+            # pass that queued something (autosave_on_changes, as isls configures it)
+            # then saves once per hundred, not once per message, each save rewriting the
+            # whole queue: seconds instead of half a minute, and little disk wear.
+            for start in range(0, QUEUE_PROBE_MESSAGES, 100):
+                await asyncio.gather(*(publisher.publish(topic, payload, qos=1) for _ in
+                                       range(min(100, QUEUE_PROBE_MESSAGES - start))))
         # Back with the session, which ends (expiry 0) when this connection closes.
         async with make_client(settings, identifier, clean_start=False) as probe:
             with contextlib.suppress(TimeoutError):
