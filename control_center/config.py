@@ -42,6 +42,10 @@ class MqttSettings:
     # The ingest's MQTT session outlives its connection this long (s): what the broker
     # held for it while it was away (a crash, a restart) is delivered when it returns.
     session_expiry: int = 3600
+    # The local broker (isls up) saves its store after this many changes: 1 loses nothing
+    # it acknowledged on a SIGKILL but slows publishers while a backlog waits; N loses at
+    # most N - 1 messages and costs about N times less (README, "The broker: crashes").
+    broker_save_every: int = 1
 
     @property
     def url(self) -> str:
@@ -299,7 +303,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     mqtt_table = _table(document, "mqtt", source)
     mqtt = _Reader(source, mqtt_table, "mqtt.",
                    {"url", "port", "username", "shared_group", "keepalive", "password",
-                    "session_expiry"})
+                    "session_expiry", "broker_save_every"})
     if "password" in mqtt_table:
         raise ConfigError(source, "mqtt.password", "secrets are never read from the config "
                                                    "file; use ISLS_MQTT_URL or ISLS_MQTT_PASSWORD")
@@ -315,7 +319,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
                             shared_group=mqtt.string("shared_group", ""),
                             keepalive=mqtt.integer("keepalive", 30, minimum=5, maximum=3600),
                             session_expiry=mqtt.integer("session_expiry", 3600, minimum=0,
-                                                        maximum=7 * 86400))
+                                                        maximum=7 * 86400),
+                            broker_save_every=mqtt.integer("broker_save_every", 1, minimum=1,
+                                                           maximum=1_000_000))
 
     influx_table = _table(document, "influx", source)
     influx = _Reader(source, influx_table, "influx.",

@@ -65,7 +65,8 @@ def local_servers(config: Config, tmdbs: list[Tmdb]) -> Iterator[Config]:
             directory = config.state_dir / "mosquitto"
             security = write_broker_security(directory / "security", config, tmdbs,
                                              os.environ)
-            broker = MosquittoServer(directory, config.mqtt.port, security=security)
+            broker = MosquittoServer(directory, config.mqtt.port, security=security,
+                                     autosave=(True, config.mqtt.broker_save_every))
             stack.enter_context(broker)
             log.info("started mosquitto on 127.0.0.1:%d (data %s, %s)", broker.port,
                      broker.directory,

@@ -5,6 +5,7 @@ partner account that asks for the ingest's client id."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import struct
 import time
 from collections.abc import Iterator
@@ -158,3 +159,28 @@ def test_an_agency_cannot_use_the_ingests_client_id(
 
     asyncio.run(while_the_ingest_is_away())
     asyncio.run(while_the_ingest_is_connected())
+
+
+def test_the_local_brokers_save_interval_comes_from_the_config(tmp_path: Path) -> None:
+    """`mqtt.broker_save_every` trades durability for publishing speed (README, "The
+    broker: crashes"): it is what `isls up` writes into the broker's config."""
+    from control_center.config import load_config
+    from control_center.errors import ConfigError
+
+    source = Path(__file__).resolve().parent.parent / "config" / "isls.toml"
+    assert load_config(source, {}).mqtt.broker_save_every == 1  # nothing acknowledged lost
+    custom = tmp_path / "isls.toml"
+    shutil.copytree(source.parent / "tmdb", tmp_path / "tmdb")  # the config's relative paths
+    text = source.read_text()
+    custom.write_text(text.replace("broker_save_every = 1", "broker_save_every = 50"))
+    config = load_config(custom, {})
+    assert config.mqtt.broker_save_every == 50
+    broker = MosquittoServer(tmp_path / "broker", free_port(),
+                             autosave=(True, config.mqtt.broker_save_every))
+    broker.directory.mkdir(parents=True)
+    broker.write_config()
+    written = broker.config_path.read_text()
+    assert "autosave_on_changes true" in written and "autosave_interval 50" in written
+    custom.write_text(text.replace("broker_save_every = 1", "broker_save_every = 0"))
+    with pytest.raises(ConfigError, match=r"mqtt\.broker_save_every"):
+        load_config(custom, {})
