@@ -28,6 +28,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -117,6 +118,12 @@ class _Pending:
 #   packet's place among the message's packets of its type is added in nanoseconds.
 # Both are functions of the message alone: a replay rebuilds the live points exactly.
 SEQUENCE_COUNTS = 1 << 14
+
+
+def ingest_client_id(state_dir: Path) -> str:
+    """The ingest's MQTT client id: stable across restarts (the broker keeps its session
+    and what it holds for it), one per state directory."""
+    return "isls-ingest-" + hashlib.sha1(str(state_dir).encode()).hexdigest()[:10]
 
 
 def point_times(batch: DecodedBatch, ordinals: np.ndarray[Any, np.dtype[np.int64]]
@@ -327,8 +334,7 @@ class IngestService:
         self.source = source
         # Stable across restarts (the broker keeps this client's session and what it
         # holds for it), distinct per state directory: one ingest per state directory.
-        self.identifier = identifier or "isls-ingest-" + hashlib.sha1(
-            str(config.state_dir).encode()).hexdigest()[:10]
+        self.identifier = identifier or ingest_client_id(config.state_dir)
         self.spool = Spool(config.state_dir / "spool", config.influx.spool_max_mb << 20)
         self.dead_letters = DeadLetterStore(config.state_dir / "dead_letters")
         self.broker_figures: dict[str, int] = {}

@@ -8,6 +8,7 @@ do not see each other's points while sharing one server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
@@ -17,13 +18,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import aiomqtt
 import numpy as np
 import pytest
 
-from control_center.config import Config, load_config
-from control_center.ingest import IngestService, wait_subscribed
+from control_center.config import Config, MqttSettings, load_config
+from control_center.ingest import IngestService, ingest_client_id, wait_subscribed
 from control_center.servers import InfluxServer, MosquittoServer, free_port
 from control_center.tmdb import Tmdb, load_tmdbs
+from drivers.mqtt import make_client
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -88,7 +91,7 @@ def tmdbs() -> list[Tmdb]:
 
 @pytest.fixture
 def config(mosquitto: MosquittoServer, influxd: InfluxServer, database: str,
-           tmp_path: Path) -> Config:
+           tmp_path: Path) -> Iterator[Config]:
     """The shipped configuration pointed at the test servers, as a user would with
     ISLS_MQTT_URL / ISLS_INFLUX_URL / ISLS_INFLUX_DB."""
     environ = {
@@ -99,7 +102,20 @@ def config(mosquitto: MosquittoServer, influxd: InfluxServer, database: str,
     }
     loaded = load_config(CONFIG, environ)
     # A short flush interval keeps the tests quick; behaviour is otherwise the shipped one.
-    return replace(loaded, influx=replace(loaded.influx, flush_interval=0.05))
+    yield replace(loaded, influx=replace(loaded.influx, flush_interval=0.05))
+    # The test's ingest left a persistent session (an hour's expiry) subscribed to every
+    # raw topic: end it, or the shared broker would queue every later test's telemetry
+    # for it, and its save-on-every-change persistence would rewrite that backlog at
+    # each message (the suite took twice as long).
+    asyncio.run(end_session(loaded.mqtt, ingest_client_id(loaded.state_dir)))
+
+
+async def end_session(settings: MqttSettings, identifier: str) -> None:
+    """Connect as ``identifier`` with a clean start and no expiry: the broker drops
+    that client's session and everything it held for it."""
+    with contextlib.suppress(aiomqtt.MqttError):
+        async with make_client(settings, identifier, clean_start=True, session_expiry=0):
+            pass
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05,
