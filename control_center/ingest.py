@@ -117,7 +117,6 @@ class _Pending:
 # - receive time: every packet of a message shares its earth-receive time (µs), so the
 #   packet's place among the message's packets of its type is added in nanoseconds.
 # Both are functions of the message alone: a replay rebuilds the live points exactly.
-SEQUENCE_COUNTS = 1 << 14
 
 
 def ingest_client_id(state_dir: Path) -> str:
@@ -211,8 +210,10 @@ class Decoder:
             unit_ns, first = self._units.get(key, (None, 0))
             if unit_ns != message.receive_ns:
                 first = 0
+            # Moved to the end on every use: the bound below drops the least recent.
+            self._units.pop(key, None)
             self._units[key] = (message.receive_ns, first + len(packets))
-            if len(self._units) > 4096:  # replays come and go: keep the newest
+            if len(self._units) > 4096:  # replays come and go: keep the most recent
                 del self._units[next(iter(self._units))]
             pending.packets.extend(packets)
             pending.receive_ns.extend([message.receive_ns] * len(packets))
@@ -450,14 +451,19 @@ class IngestService:
             self.archive.close()
         log.info("%s", self.stop_summary(writer.stats, drained))
 
+    def dead_letters_lost(self, writer: WriterStats) -> int:
+        """Quarantined messages and refused lines the dead-letter stores could not keep
+        (a full store's oldest file, a disk that refused the write)."""
+        return self.dead_letters.stats.dropped + self.dead_letters.stats.failures \
+            + writer.dead_letters_discarded
+
     def stop_summary(self, writer: WriterStats, drained: bool) -> str:
         """The last line: what was decoded, where it is, and everything dropped or
         refused on the way ("none" only when nothing was)."""
         dropped: dict[str, int] = dict(self.stats.errors)
         if writer.rejected_lines:
             dropped["rejected_by_influxdb"] = writer.rejected_lines
-        lost_letters = self.dead_letters.stats.dropped + self.dead_letters.stats.failures \
-            + writer.dead_letters_discarded
+        lost_letters = self.dead_letters_lost(writer)
         if lost_letters:
             dropped["dead_letters_lost"] = lost_letters
         # Trouble that was retried (nothing lost by it), said apart from what was dropped.
@@ -795,14 +801,10 @@ class IngestService:
         while True:
             done = stop.is_set()
             extra = {"dead_letters": self.dead_letters.stats.stored,
-                     "dead_letters_lost": self.dead_letters.stats.dropped
-                     + self.dead_letters.stats.failures,
+                     "dead_letters_lost": self.dead_letters_lost(writer.stats),
                      "poison_messages": self.stats.errors["poison_message"],
                      "read_pauses": self._mqtt.paused
                      if isinstance(self._mqtt, GatedClient) else 0,
-                     "dead_letter_lines": writer.stats.dead_letter_lines,
-                     "auth_failures": writer.stats.auth_failures,
-                     "missing_database": writer.stats.missing_database,
                      **self.broker_figures}
             await writer.write(health_line(self.identifier, self.stats, self.decoder.waiting,
                                            self.unread_messages, writer.stats,
@@ -875,7 +877,8 @@ def health_line(identifier: str, stats: IngestStats, waiting: int, unread: int,
         "values_written": writer.values_written, "write_retries": writer.retries,
         "rejected_lines": writer.rejected_lines, "spooled_lines": writer.spooled_lines,
         "backfilled_lines": writer.backfilled_lines, "spool_lines": writer.spool_lines,
-        "spool_bytes": writer.spool_bytes,
+        "spool_bytes": writer.spool_bytes, "dead_letter_lines": writer.dead_letter_lines,
+        "auth_failures": writer.auth_failures, "missing_database": writer.missing_database,
     }
     text = ",".join(f"{name}={value}i" for name, value in fields.items())
     return (f"ingest,ingest={escape_tag(identifier)} {text},"
