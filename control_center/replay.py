@@ -327,7 +327,6 @@ async def import_files(config: Config, tmdbs: list[Tmdb], files: list[Path], *,
             for start, end in sorted(spans):
                 if start <= mtime_ns < end:
                     mtime_ns = end
-            first_packets = file.packets
             with path.open("rb") as handle:
                 head = handle.read(65536)
                 if not head:
@@ -367,7 +366,8 @@ async def import_files(config: Config, tmdbs: list[Tmdb], files: list[Path], *,
                         break
                 summary.errors.update(stats.errors)
                 file.errors.update(stats.errors)
-                spans.append((mtime_ns, mtime_ns + file.packets - first_packets + 1))
+                # Ordinals count per packet type: the file's packet count bounds them.
+                spans.append((mtime_ns, mtime_ns + file.packets + 1))
     progress.finish()
     summary.values_written = writer.stats.values_written
     summary.rejected_lines = writer.stats.rejected_lines
