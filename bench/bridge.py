@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from control_center.servers import stop_child
+from control_center.operations.servers import stop_child
 
 # The tool calls ``paho.mqtt.client.Client()`` with v1 callbacks, written for paho 1.x,
 # but requires only ``paho-mqtt>=1.0``: paho 2.0.0 made the callback API version a

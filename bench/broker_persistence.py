@@ -40,7 +40,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from control_center.config import MqttSettings  # noqa: E402
-from control_center.servers import MosquittoServer, free_port  # noqa: E402
+from control_center.operations.servers import MosquittoServer, free_port  # noqa: E402
 from drivers.mqtt import make_client  # noqa: E402
 
 TOPIC = "isls/bench/tm/raw"

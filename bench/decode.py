@@ -44,11 +44,11 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from control_center.ccsdspy_csv import import_ccsdspy_csv
-from control_center.codec import PacketCodec
-from control_center.limits import LimitChecker
-from control_center.packets import CucTime, _split_slow, build_packet, split_packets
-from control_center.tmdb import PacketDef, parse_tmdb
+from control_center.monitoring.limits import LimitChecker
+from control_center.telemetry.ccsdspy_csv import import_ccsdspy_csv
+from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.packets import CucTime, _split_slow, build_packet, split_packets
+from control_center.telemetry.tmdb import PacketDef, parse_tmdb
 
 ROOT = Path(__file__).resolve().parent.parent
 LANDER_YAML = ROOT / "config" / "tmdb" / "lander.yaml"

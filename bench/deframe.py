@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from control_center.packets import build_packet
+from control_center.telemetry.packets import build_packet
 from drivers.cobs import CobsDeframer, cobs_frame
 from drivers.tm_frames import TmDeframer, TmFramer
 

@@ -58,18 +58,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make the bench package importable
 
 from bench import bridge  # noqa: E402
-from control_center.codec import DecodedBatch, PacketCodec  # noqa: E402
-from control_center.ingest import point_times  # noqa: E402
-from control_center.packets import split_packets  # noqa: E402
-from control_center.servers import (  # noqa: E402
+from control_center.operations.servers import (  # noqa: E402
     InfluxServer,
     MosquittoServer,
     free_port,
-    peak_memory_mb,
     stop_child,
 )
-from control_center.storage import format_lines  # noqa: E402
-from control_center.tmdb import PacketDef, load_tmdbs  # noqa: E402
+from control_center.pipeline.health import peak_memory_mb  # noqa: E402
+from control_center.storage.contract import format_lines  # noqa: E402
+from control_center.telemetry.codec import PacketCodec  # noqa: E402
+from control_center.telemetry.decoder import point_times  # noqa: E402
+from control_center.telemetry.packets import split_packets  # noqa: E402
+from control_center.telemetry.records import DecodedBatch  # noqa: E402
+from control_center.telemetry.tmdb import PacketDef, load_tmdbs  # noqa: E402
 from drivers.mqtt import raw_properties, raw_topic  # noqa: E402
 
 PACKET = "lander_nav"

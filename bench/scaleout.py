@@ -49,7 +49,7 @@ from bench.e2e import (  # noqa: E402
     wait_count,
     warm_up,
 )
-from control_center.servers import InfluxServer, MosquittoServer, free_port  # noqa: E402
+from control_center.operations.servers import InfluxServer, MosquittoServer, free_port  # noqa: E402
 from drivers.mqtt import raw_properties, raw_topic  # noqa: E402
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "scaleout.json"

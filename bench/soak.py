@@ -50,11 +50,11 @@ import numpy as np  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-from control_center.codec import PacketCodec  # noqa: E402
-from control_center.dead_letters import DeadLetterStore  # noqa: E402
-from control_center.packets import CucTime  # noqa: E402
-from control_center.servers import InfluxServer, MosquittoServer, free_port  # noqa: E402
-from control_center.tmdb import load_tmdb  # noqa: E402
+from control_center.operations.servers import InfluxServer, MosquittoServer, free_port  # noqa: E402
+from control_center.storage.dead_letters import DeadLetterStore  # noqa: E402
+from control_center.telemetry.codec import PacketCodec  # noqa: E402
+from control_center.telemetry.packets import CucTime  # noqa: E402
+from control_center.telemetry.tmdb import load_tmdb  # noqa: E402
 from drivers.mqtt import raw_properties, raw_topic  # noqa: E402
 
 PACKET = "lander_nav"

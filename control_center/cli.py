@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 from control_center.config import Config, load_config
 from control_center.errors import IslsError, TmdbError
-from control_center.tmdb import Tmdb, load_tmdbs, parse_tmdb
+from control_center.telemetry.tmdb import Tmdb, load_tmdbs, parse_tmdb
 
 log = logging.getLogger("isls")
 DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
@@ -204,7 +204,7 @@ def cmd_tmdb_check(args: argparse.Namespace) -> int:
 
 
 def cmd_tmdb_import(args: argparse.Namespace) -> int:
-    from control_center.ccsdspy_csv import import_ccsdspy_csv
+    from control_center.telemetry.ccsdspy_csv import import_ccsdspy_csv
 
     packet, notes = import_ccsdspy_csv(args.csv, args.apid, args.name, args.length)
     for note in notes:  # what was taken with a change, row by row
@@ -229,7 +229,7 @@ def cmd_tmdb_import(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from control_center.up import HilSettings, up
+    from control_center.operations.up import HilSettings, up
 
     config, tmdbs = _load(args)
     if args.hil and not {"lander", "orbiter"} <= {t.spacecraft for t in tmdbs}:
@@ -286,7 +286,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def _sim_serial(args: argparse.Namespace, config: Config, tmdbs: list[Tmdb], tmdb: Tmdb,
                 generator: PacketGenerator, speed: float) -> int:
-    from drivers.noise import LinkNoise
+    from simulators.noise import LinkNoise
     from simulators.runner import PacketGenerator, make_model
     from simulators.serial_link import SerialSimulatorService
 
@@ -336,9 +336,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     import time
     from datetime import UTC, datetime
 
-    from control_center.dead_letters import DeadLetterStore
-    from control_center.operator import with_broker
-    from drivers.mqtt import raw_properties, raw_topic
+    from control_center.storage.dead_letters import DeadLetterStore
+    from drivers.mqtt import raw_properties, raw_topic, with_broker
 
     config = load_config(args.config)
     store = DeadLetterStore(config.state_dir / "dead_letters")
@@ -371,7 +370,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from control_center.archive import list_passes, pass_info
+    from control_center.archive.recorder import list_passes, pass_info
 
     config = load_config(args.config)
     if args.action == "show":
@@ -413,7 +412,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from control_center.replay import replay_pass
+    from control_center.archive.replay import replay_pass
 
     config = load_config(args.config)
     if args.speed == "max":
@@ -434,8 +433,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from control_center.replay import import_files
-    from control_center.servers import PRIVATE_UMASK
+    from control_center.archive.replay import import_files
+    from control_center.operations.servers import PRIVATE_UMASK
 
     config, tmdbs = _load(args)
     os.umask(PRIVATE_UMASK)  # its spool and dead letters, as the ingest's
@@ -469,7 +468,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from control_center.report import write_report
+    from control_center.archive.report import write_report
 
     config, tmdbs = _load(args)
     summary = write_report(config.archive_dir, args.pass_id, tmdbs, args.out)
@@ -480,7 +479,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_dashboards(args: argparse.Namespace) -> int:
     import os
 
-    from control_center.dashboards import build_dashboards, influx_auth, write_dashboards
+    from control_center.grafana.dashboards import build_dashboards, influx_auth, write_dashboards
 
     config, tmdbs = _load(args)
     dashboard_set = build_dashboards(config, tmdbs)
@@ -489,7 +488,7 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
         print(f"{len(dashboard_set.dashboards)} dashboards and provisioning written to "
               f"{args.out} ({len(written)} files)")
         return 0
-    from control_center.grafana_push import push_dashboards
+    from control_center.grafana.push import push_dashboards
 
     url = args.url or config.grafana.url
     if not url:
@@ -509,7 +508,7 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
-    from control_center.operator import command_alarm, list_alarms
+    from control_center.operations.alarm_console import command_alarm, list_alarms
 
     config = load_config(args.config)
     if args.action == "list":
@@ -521,21 +520,21 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 
 
 def cmd_link_status(args: argparse.Namespace) -> int:
-    from control_center.link_status import link_status
+    from control_center.operations.link_status import link_status
 
     config = load_config(args.config)
     return asyncio.run(link_status(config.mqtt, once=args.once))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from control_center.doctor import doctor
+    from control_center.operations.doctor import doctor
 
     return asyncio.run(doctor(load_config(args.config)))
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from control_center.ingest import IngestService
-    from control_center.servers import PRIVATE_UMASK
+    from control_center.operations.servers import PRIVATE_UMASK
+    from control_center.pipeline.service import IngestService
 
     config, tmdbs = _load(args)
     # What the ingest keeps (archive, spool, alarm state, dead letters) is telemetry of

@@ -4,7 +4,7 @@ Wire format: one CCSDS space packet per frame::
 
     cobs_encode(packet + crc16(packet).to_bytes(2, "big")) + b"\\x00"
 
-where ``crc16`` is :func:`control_center.packets.crc16` (CRC-16-CCITT, initial value
+where ``crc16`` is :func:`control_center.telemetry.packets.crc16` (CRC-16-CCITT, initial value
 0xFFFF) over the whole packet, and COBS is Consistent Overhead Byte Stuffing
 (Cheshire and Baker, IEEE/ACM Transactions on Networking 7(2), 1999): the encoded
 octets contain no 0x00, so 0x00 delimits frames. The receiver decodes each delimited
@@ -33,7 +33,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from control_center.packets import CRC_LENGTH, PRIMARY_HEADER_LENGTH, crc16
+from control_center.telemetry.packets import CRC_LENGTH, PRIMARY_HEADER_LENGTH, crc16
 
 DELIMITER = b"\x00"
 MAX_PACKET_LENGTH = PRIMARY_HEADER_LENGTH + 65536  # CCSDS 133.0-B-2 §4.1.3.5

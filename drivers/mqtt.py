@@ -18,17 +18,21 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from control_center.config import MqttSettings
+from control_center.errors import IslsError
+from control_center.telemetry.records import RawMessage
 
 log = logging.getLogger("isls.mqtt")
 
@@ -124,25 +128,6 @@ def raw_properties(ert_ns: int, link: str, *, stored: bool = False) -> Propertie
         user.append(("stored", "true"))
     properties.UserProperty = user
     return properties
-
-
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """One raw telemetry message as the ingest sees it."""
-
-    spacecraft: str
-    payload: bytes
-    receive_ns: int
-    link: str
-    stored: bool = False  # already stored by the ingest that read it from a serial link
-    source: str = "live"  # live, replay or import: the InfluxDB source tag
-    pass_id: str = ""  # the pass a replay comes from (InfluxDB pass tag)
-    shift_ns: int = 0  # added to every point time (replay --shift-to-now)
-    # Why the message cannot be trusted (a property out of range...): such a message
-    # is quarantined, never decoded (control_center.dead_letters).
-    problem: str = ""
-    topic: str = ""
-    properties: tuple[tuple[str, str], ...] = ()
 
 
 def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
@@ -325,3 +310,74 @@ async def with_reconnect(name: str, settings: MqttSettings,
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, max_delay)
+
+
+# Every operator tool meets the broker through with_broker: a broker that cannot be
+# reached, or that refuses the account, is one line naming the broker and the reason,
+# never a traceback; the live views retry until Ctrl-C, the one-shot commands stop.
+T = TypeVar("T")
+RETRY_FIRST = 1.0  # seconds before the first reconnection attempt of a live view
+RETRY_MAX = 30.0
+# CONNACK reason codes (MQTT 5 §3.2.2.2; 3: server unavailable in MQTT 3.1.1) after
+# which trying again may help: the others (bad credentials, not authorized, banned,
+# protocol) need the user to change something.
+_TRANSIENT_CONNECT_CODES = {3, 0x88, 0x89, 0x97, 0x9F}
+
+
+def broker_error(mqtt: MqttSettings, error: aiomqtt.MqttError) -> tuple[IslsError, bool]:
+    """What went wrong with the broker, as one line naming it, and whether trying
+    again later may help. The URL shows the user name, never the password."""
+    if isinstance(error, MqttConnectError):
+        code = error.rc
+        value = code.value if isinstance(code, ReasonCode) else code
+        reason = (code.getName() if isinstance(code, ReasonCode)
+                  else str(error).removeprefix(f"[code:{code}] "))
+        if value in _TRANSIENT_CONNECT_CODES:
+            return IslsError(f"the broker at {mqtt.url} is not available: "
+                             f"{str(reason).lower()}"), True
+        return IslsError(f"the broker at {mqtt.url} refused the connection: "
+                         f"{str(reason).lower()} (check the user name and password: "
+                         f"ISLS_MQTT_URL, ISLS_MQTT_PASSWORD)"), False
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        reason = cause.strerror
+    elif isinstance(cause, aiomqtt.MqttCodeError):
+        reason = str(cause)
+    else:
+        reason = str(error)
+    if reason.startswith("[") and "] " in reason:  # "[Errno 111] …", "[code:7] …"
+        reason = reason.split("] ", 1)[1]
+    reason = reason.rstrip(".")
+    return IslsError(f"cannot reach the broker at {mqtt.url}: "
+                     f"{reason[:1].lower()}{reason[1:]}"), True
+
+
+async def with_broker(mqtt: MqttSettings, name: str,
+                      session: Callable[[aiomqtt.Client], Awaitable[T]], *,
+                      retry: bool, err: TextIO = sys.stderr) -> T:
+    """Connect as client ``name``-<unique> and run ``session``; its result.
+
+    A broker that cannot be reached or is lost: with ``retry`` (the live views), one
+    line on ``err`` ("…; retrying in N s") and another attempt, backing off up to
+    :data:`RETRY_MAX`, until Ctrl-C; without, an :class:`IslsError`. A refusal that
+    trying again cannot fix (bad credentials, not authorized) is always an error."""
+    delay = RETRY_FIRST
+    while True:
+        done = False
+        try:
+            async with make_client(mqtt, f"{name}-{time.monotonic_ns()}") as client:
+                delay = RETRY_FIRST
+                result = await session(client)
+                done = True
+        except aiomqtt.MqttError as exc:
+            if done:
+                return result  # only saying goodbye to the broker failed
+            error, transient = broker_error(mqtt, exc)
+            if not (retry and transient):
+                raise error from None
+            err.write(f"isls: {error}; retrying in {delay:.0f} s\n")
+            err.flush()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            continue
+        return result

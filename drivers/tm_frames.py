@@ -92,7 +92,7 @@ from collections import deque
 from collections.abc import Container
 from dataclasses import dataclass
 
-from control_center.packets import IDLE_APID, PRIMARY_HEADER_LENGTH, PrimaryHeader, crc16
+from control_center.telemetry.packets import IDLE_APID, PRIMARY_HEADER_LENGTH, PrimaryHeader, crc16
 
 ASM = bytes.fromhex("1ACFFC1D")
 ASM_LENGTH = len(ASM)

@@ -16,10 +16,10 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["control_center", "drivers"]):
-    from control_center.ingest import Decoder
-    from control_center.tmdb import load_tmdbs
+    from control_center.telemetry.decoder import Decoder
+    from control_center.telemetry.records import RawMessage
+    from control_center.telemetry.tmdb import load_tmdbs
     from drivers.cobs import CobsDeframer
-    from drivers.mqtt import RawMessage
     from drivers.tm_frames import TmDeframer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,10 +21,10 @@ from typing import Protocol
 import aiomqtt
 import numpy as np
 
-from control_center.codec import PacketCodec
 from control_center.config import MqttSettings
-from control_center.packets import CucTime
-from control_center.tmdb import PacketDef, Tmdb
+from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.packets import CucTime
+from control_center.telemetry.tmdb import PacketDef, Tmdb
 from drivers.mqtt import RAW_QOS, make_client, raw_properties, raw_topic, with_reconnect
 
 log = logging.getLogger("isls.sim")

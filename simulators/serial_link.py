@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import serial
 import serial_asyncio_fast
 
-from control_center.packets import split_packets
+from control_center.telemetry.packets import split_packets
 from drivers.cobs import cobs_frame
-from drivers.noise import LinkNoise
 from drivers.tm_frames import PacketTicket, TmFramer
+from simulators.noise import LinkNoise
 from simulators.runner import PacketGenerator
 
 log = logging.getLogger("isls.sim.serial")

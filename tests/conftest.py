@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from control_center.config import Config, MqttSettings, load_config
-from control_center.ingest import IngestService, ingest_client_id, wait_subscribed
-from control_center.servers import InfluxServer, MosquittoServer, free_port
-from control_center.tmdb import Tmdb, load_tmdbs
+from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
+from control_center.pipeline.service import IngestService, ingest_client_id, wait_subscribed
+from control_center.telemetry.tmdb import Tmdb, load_tmdbs
 from drivers.mqtt import make_client
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 
@@ -175,8 +175,8 @@ def lander_nav_messages(tmdb: Tmdb, count: int, per_message: int,
                         first: int = 0) -> list[bytes]:
     """``count`` messages of ``per_message`` lander_nav packets, every packet its own
     onboard time (2^-13 s apart, from the ``first`` message's), values steady."""
-    from control_center.codec import PacketCodec
-    from control_center.packets import CucTime
+    from control_center.telemetry.codec import PacketCodec
+    from control_center.telemetry.packets import CucTime
 
     packet = tmdb.packet("lander_nav")
     codec = PacketCodec(tmdb.spacecraft, packet)

@@ -1,4 +1,4 @@
-"""Unit tests of control_center.alarms: every transition of the alarm state machine."""
+"""Unit tests of control_center.monitoring.alarms: every transition of the alarm state machine."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from control_center.alarms import Alarm, AlarmChange, AlarmManager
-from control_center.limits import OK, RED_HIGH, RED_LOW, YELLOW_HIGH, YELLOW_LOW
+from control_center.monitoring.alarms import Alarm, AlarmChange, AlarmManager
+from control_center.monitoring.limits import OK, RED_HIGH, RED_LOW, YELLOW_HIGH, YELLOW_LOW
 
 SC = "lander"
 P = "battery_soc"

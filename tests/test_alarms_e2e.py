@@ -12,9 +12,9 @@ import os
 import numpy as np
 
 from control_center.config import Config
-from control_center.ingest import IngestService, wait_subscribed
-from control_center.servers import InfluxServer
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import InfluxServer
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 from tests.conftest import ISLS, run_pipeline, wait_for_async

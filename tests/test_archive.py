@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from control_center.archive import (
+from control_center.archive.recorder import (
     FILE_MAGIC,
     KIND_PACKETS,
     ArchiveWriter,
@@ -23,13 +23,13 @@ from control_center.archive import (
     list_passes,
     read_segment,
 )
-from control_center.ccsdspy_csv import import_ccsdspy_csv
+from control_center.archive.replay import import_files, replay_pass
 from control_center.config import Config
 from control_center.errors import IslsError
-from control_center.ingest import IngestService, wait_subscribed
-from control_center.replay import import_files, replay_pass
-from control_center.servers import InfluxServer
-from control_center.tmdb import Tmdb, parse_tmdb
+from control_center.operations.servers import InfluxServer
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.telemetry.ccsdspy_csv import import_ccsdspy_csv
+from control_center.telemetry.tmdb import Tmdb, parse_tmdb
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 from tests.conftest import (
     ISLS,
@@ -277,7 +277,7 @@ def test_import_counts_unknown_and_bad_packets(config: Config, tmdbs: list[Tmdb]
 
 
 def test_gaps_count_missing_packets_not_reordered_ones(tmp_path: Path) -> None:
-    from control_center.packets import CucTime, build_packet
+    from control_center.telemetry.packets import CucTime, build_packet
 
     def packet(sequence: int) -> bytes:
         return build_packet(0x111, sequence, b"\x00" * 4, time=CucTime(0, 0))

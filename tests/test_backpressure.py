@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from control_center.config import Config
-from control_center.ingest import RECEIVE_MAXIMUM, IngestService, wait_subscribed
-from control_center.servers import InfluxServer, free_port
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import InfluxServer, free_port
+from control_center.pipeline.service import RECEIVE_MAXIMUM, IngestService, wait_subscribed
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client, raw_topic
 from tests.conftest import count_points, lander_nav_messages, wait_for_async
 

@@ -16,8 +16,7 @@ import aiomqtt
 import pytest
 
 from control_center.config import Config, MqttSettings
-from control_center.ingest import IngestService
-from control_center.security import (
+from control_center.operations.security import (
     INGEST,
     account_settings,
     accounts,
@@ -25,8 +24,9 @@ from control_center.security import (
     simulator_account,
     write_broker_security,
 )
-from control_center.servers import MosquittoServer, free_port
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import MosquittoServer, free_port
+from control_center.pipeline.service import IngestService
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client, raw_subscription, raw_topic
 
 SUBSCRIBER = "test-persistent-subscriber"

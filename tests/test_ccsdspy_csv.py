@@ -17,8 +17,8 @@ import ccsdspy
 import pytest
 from ccsdspy.packet_types import _get_fields_csv_file
 
-from control_center.ccsdspy_csv import clean_name, import_ccsdspy_csv
 from control_center.errors import TmdbError
+from control_center.telemetry.ccsdspy_csv import clean_name, import_ccsdspy_csv
 
 DATA = Path(ccsdspy.__file__).parent / "tests" / "data"
 PACKET_DEF = DATA / "packet_def"

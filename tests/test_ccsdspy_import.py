@@ -24,10 +24,10 @@ import numpy.typing as npt
 import pytest
 from ccsdspy.converters import EnumConverter, PolyConverter
 
-from control_center.ccsdspy_csv import import_ccsdspy_csv
-from control_center.codec import PacketCodec, render_text
-from control_center.packets import PRIMARY_HEADER_LENGTH, PrimaryHeader, split_packets
-from control_center.tmdb import PacketDef, parse_tmdb
+from control_center.telemetry.ccsdspy_csv import import_ccsdspy_csv
+from control_center.telemetry.codec import PacketCodec, render_text
+from control_center.telemetry.packets import PRIMARY_HEADER_LENGTH, PrimaryHeader, split_packets
+from control_center.telemetry.tmdb import PacketDef, parse_tmdb
 
 HS = Path(ccsdspy.__file__).parent / "tests" / "data" / "hs"
 Row = dict[str, str]

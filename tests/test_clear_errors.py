@@ -18,12 +18,12 @@ from typing import IO
 
 import pytest
 
-from control_center.archive import ArchiveWriter, find_pass, iter_pass_records, list_passes
+from control_center.archive.recorder import ArchiveWriter, find_pass, iter_pass_records, list_passes
 from control_center.config import Config, load_config
 from control_center.errors import ConfigError, IslsError
-from control_center.security import INGEST, OPERATOR, accounts, write_broker_security
-from control_center.servers import MosquittoServer, free_port
-from control_center.tmdb import Tmdb
+from control_center.operations.security import INGEST, OPERATOR, accounts, write_broker_security
+from control_center.operations.servers import MosquittoServer, free_port
+from control_center.telemetry.tmdb import Tmdb
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 from tests.conftest import CONFIG, ISLS, PROJECT, start_isls, wait_for
 
@@ -207,7 +207,7 @@ def test_a_pass_id_is_taken_literally_never_as_a_pattern(tmp_path: Path) -> None
 _CHILD_WRITER = """
 import os, sys
 from pathlib import Path
-from control_center.archive import ArchiveWriter
+from control_center.archive.recorder import ArchiveWriter
 writer = ArchiveWriter(Path(sys.argv[1]), silence=30.0)
 start, count = int(sys.argv[2]), int(sys.argv[3])
 for i in range(count):
@@ -481,7 +481,7 @@ def test_an_unauthorised_alarm_command_says_not_authorized(locked_broker: Mosqui
     assert time.monotonic() - began < 10  # the refusal, not the 10 s wait for an answer
     # The operator account may: the command goes out, and with no ingest holding the
     # alarm it is the wait for an answer that ends it (shortened here).
-    from control_center.operator import command_alarm
+    from control_center.operations.alarm_console import command_alarm
 
     settings = load_config(CONFIG, {"ISLS_MQTT_URL": f"mqtt://{OPERATOR}:pw-{OPERATOR}"
                                     f"@127.0.0.1:{locked_broker.port}"}).mqtt

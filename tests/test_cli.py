@@ -12,7 +12,7 @@ import pytest
 
 from control_center.config import load_config
 from control_center.errors import ConfigError
-from control_center.servers import InfluxServer, MosquittoServer, free_port, port_open
+from control_center.operations.servers import InfluxServer, MosquittoServer, free_port, port_open
 from tests.conftest import CONFIG, ISLS, PROJECT, count_points, start_isls, wait_for
 
 
@@ -87,8 +87,8 @@ def test_up_with_credentials_locks_both_servers_and_still_runs(tmp_path: Path) -
     password and ACL files (no anonymous clients), turns on InfluxDB authentication with
     a write-only ingest account and a read-only reader, and the pipeline still runs."""
     from control_center.config import load_config
-    from control_center.security import accounts
-    from control_center.tmdb import load_tmdbs
+    from control_center.operations.security import accounts
+    from control_center.telemetry.tmdb import load_tmdbs
 
     mqtt_port, influx_port = free_port(), free_port()
     config_path = _local_config(tmp_path, mqtt_port, influx_port)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from control_center.packets import build_packet, crc16
+from control_center.telemetry.packets import build_packet, crc16
 from drivers.cobs import CobsDeframer, cobs_decode, cobs_encode, cobs_frame
 
 FAST = settings(max_examples=150, deadline=None,

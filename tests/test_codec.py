@@ -1,4 +1,4 @@
-"""Unit tests of control_center.codec: batch encode/decode against random and real TMDBs."""
+"""Unit tests of telemetry.codec: batch encode/decode against random and real TMDBs."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_center.codec import PacketCodec
-from control_center.packets import CCSDS_TO_UNIX_SECONDS, CucTime, PrimaryHeader, split_packets
-from control_center.tmdb import PacketDef, Parameter, load_tmdb, parse_tmdb
+from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.packets import (
+    CCSDS_TO_UNIX_SECONDS,
+    CucTime,
+    PrimaryHeader,
+    split_packets,
+)
+from control_center.telemetry.tmdb import PacketDef, Parameter, load_tmdb, parse_tmdb
 
 PROJECT = Path(__file__).resolve().parent.parent
 LANDER = PROJECT / "config/tmdb/lander.yaml"

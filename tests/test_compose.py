@@ -178,9 +178,9 @@ def test_the_dockerfile_installs_and_runs_isls_up() -> None:
 def test_generated_provisioning_fits_the_grafana_mounts(tmp_path: Path) -> None:
     """With the dashboards generator: the files land where the compose mounts expect
     them, and point Grafana at paths that exist inside its container."""
-    dashboards = pytest.importorskip("control_center.dashboards",
+    dashboards = pytest.importorskip("control_center.grafana.dashboards",
                                      reason="control_center/dashboards.py not written yet")
-    from control_center.tmdb import load_tmdbs
+    from control_center.telemetry.tmdb import load_tmdbs
 
     config = load_config(DEFAULT_CONFIG, {"ISLS_INFLUX_URL": "http://influxdb:8086"})
     dashboards.write_dashboards(dashboards.build_dashboards(config, load_tmdbs(

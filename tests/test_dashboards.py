@@ -32,11 +32,10 @@ import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
-from control_center import dashboards as dashboards_module
-from control_center.alarms import AlarmManager
 from control_center.cli import main
 from control_center.config import Config, load_config
-from control_center.dashboards import (
+from control_center.grafana import dashboards as dashboards_module
+from control_center.grafana.dashboards import (
     HEADLINE_ROW,
     HEALTH_FIELDS,
     HEALTH_TITLE,
@@ -50,11 +49,13 @@ from control_center.dashboards import (
     influx_auth,
     write_dashboards,
 )
-from control_center.ingest import IngestStats, health_line, link_line
-from control_center.monitoring import Event, alarm_line, event_line
-from control_center.servers import InfluxServer
-from control_center.storage import WriterStats
-from control_center.tmdb import Limits, Parameter, Tmdb
+from control_center.monitoring.alarms import AlarmManager
+from control_center.monitoring.monitor import Event
+from control_center.operations.servers import InfluxServer
+from control_center.storage.contract import alarm_line, event_line, health_line, link_line
+from control_center.storage.writer import WriterStats
+from control_center.telemetry.decoder import IngestStats
+from control_center.telemetry.tmdb import Limits, Parameter, Tmdb
 from tests.conftest import CONFIG, run_pipeline
 
 START_NS = 1_800_000_000 * 1_000_000_000  # the simulators' first packet (test_pipeline)

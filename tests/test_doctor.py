@@ -11,15 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from control_center.config import Config
-from control_center.doctor import doctor
-from control_center.security import (
+from control_center.operations.doctor import doctor
+from control_center.operations.security import (
     OPERATOR,
     account_settings,
     accounts,
     write_broker_security,
 )
-from control_center.servers import InfluxServer, MosquittoServer, free_port
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
+from control_center.telemetry.tmdb import Tmdb
 from tests.conftest import ISLS
 
 

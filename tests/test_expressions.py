@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from control_center.expressions import Expression, ExpressionError
+from control_center.telemetry.expressions import Expression, ExpressionError
 
 KNOWN = ("x", "y", "z", "bus_voltage", "load_current", "earth_range")
 F = npt.NDArray[np.float64]
@@ -233,7 +233,7 @@ def test_deep_nesting_is_an_expression_error() -> None:
 
 
 def test_no_eval_of_user_code() -> None:
-    import control_center.expressions as mod
+    import control_center.telemetry.expressions as mod
 
     source = open(mod.__file__, encoding="utf-8").read()  # noqa: SIM115
     for banned in ("eval(", "exec(", "compile(text", "__builtins__"):

@@ -20,12 +20,13 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control_center.codec import PacketCodec
-from control_center.ingest import Decoder, IngestService
-from control_center.packets import CucTime
-from control_center.tmdb import Tmdb
+from control_center.pipeline.service import IngestService
+from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.decoder import Decoder
+from control_center.telemetry.packets import CucTime
+from control_center.telemetry.records import RawMessage
+from control_center.telemetry.tmdb import Tmdb
 from drivers.cobs import CobsDeframer, cobs_frame
-from drivers.mqtt import RawMessage
 from drivers.tm_frames import TmDeframer, TmFramer
 
 ROOT = Path(__file__).resolve().parent.parent

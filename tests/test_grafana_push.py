@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from control_center import grafana_push
 from control_center.errors import IslsError
-from control_center.grafana_push import PushSummary, push_dashboards
-from control_center.servers import free_port
+from control_center.grafana import push as grafana_push
+from control_center.grafana.push import PushSummary, push_dashboards
+from control_center.operations.servers import free_port
 
 TOKEN = "glsa_isls-test-token-0123456789abcdef"
 DATASOURCE: dict[str, Any] = {
@@ -31,7 +31,7 @@ DATASOURCE: dict[str, Any] = {
 
 
 @dataclass(frozen=True, slots=True)
-class _LocalDashboard:  # the fields of control_center.dashboards.GeneratedDashboard
+class _LocalDashboard:  # the fields of control_center.grafana.dashboards.GeneratedDashboard
     uid: str
     title: str
     folder: str
@@ -40,7 +40,7 @@ class _LocalDashboard:  # the fields of control_center.dashboards.GeneratedDashb
 
 
 @dataclass(frozen=True, slots=True)
-class _LocalDashboardSet:  # the fields of control_center.dashboards.DashboardSet
+class _LocalDashboardSet:  # the fields of control_center.grafana.dashboards.DashboardSet
     datasource: dict[str, Any]
     dashboards: tuple[Any, ...]
 
@@ -48,7 +48,7 @@ class _LocalDashboardSet:  # the fields of control_center.dashboards.DashboardSe
 def _dashboard_classes() -> tuple[Any, Any]:
     """The real dataclasses once control_center/dashboards.py exists, ours until then."""
     try:
-        module = importlib.import_module("control_center.dashboards")
+        module = importlib.import_module("control_center.grafana.dashboards")
         return module.GeneratedDashboard, module.DashboardSet
     except (ImportError, AttributeError):
         return _LocalDashboard, _LocalDashboardSet

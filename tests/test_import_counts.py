@@ -11,11 +11,11 @@ import os
 import subprocess
 from pathlib import Path
 
+from control_center.archive.replay import import_files
 from control_center.config import Config
-from control_center.packets import PrimaryHeader, crc16
-from control_center.replay import import_files
-from control_center.servers import InfluxServer
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import InfluxServer
+from control_center.telemetry.packets import PrimaryHeader, crc16
+from control_center.telemetry.tmdb import Tmdb
 from tests.conftest import CONFIG, ISLS, count_points
 from tests.test_pipeline import _good_packets
 

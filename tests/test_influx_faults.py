@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from control_center.config import InfluxSettings
-from control_center.servers import InfluxServer, free_port
-from control_center.spool import DeadLetters, Spool
-from control_center.storage import InfluxWriter, classify, plan_refusal
+from control_center.operations.servers import InfluxServer, free_port
+from control_center.storage.spool import DeadLetters, Spool
+from control_center.storage.writer import InfluxWriter, classify, plan_refusal
 from tests.conftest import count_points, wait_for_async
 
 BASE_NS = 1_700_000_000_000_000_000

@@ -1,4 +1,4 @@
-"""Unit tests of control_center.limits: raw levels, persistence, deadband, limit sets."""
+"""Unit tests of control_center.monitoring.limits: raw levels, persistence, deadband, limit sets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_center.limits import (
+from control_center.monitoring.limits import (
     OK,
     RED_HIGH,
     RED_LOW,
@@ -22,7 +22,7 @@ from control_center.limits import (
     severity,
     severity_rank,
 )
-from control_center.tmdb import Limits
+from control_center.telemetry.tmdb import Limits
 
 FULL = Limits(yellow_low=10.0, yellow_high=30.0, red_low=5.0, red_high=35.0)
 BATTERY = Limits(yellow_low=20.0, yellow_high=33.6, red_low=15.0, red_high=35.0)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from control_center.codec import DecodedBatch
 from control_center.errors import TmdbError
-from control_center.monitoring import Monitor
-from control_center.tmdb import Tmdb, parse_tmdb
+from control_center.monitoring.monitor import Monitor
+from control_center.telemetry.records import DecodedBatch
+from control_center.telemetry.tmdb import Tmdb, parse_tmdb
 
 SECOND = 1_000_000_000
 T0 = 1_800_000_000 * SECOND

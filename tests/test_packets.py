@@ -1,4 +1,4 @@
-"""Unit tests of control_center.packets: primary header, CRC-16, CUC time, split_packets."""
+"""Unit tests of telemetry.packets: primary header, CRC-16, CUC time, split_packets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_center.packets import (
+from control_center.telemetry.packets import (
     CCSDS_TO_UNIX_SECONDS,
     IDLE_APID,
     CucTime,

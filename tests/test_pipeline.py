@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from control_center.codec import PacketCodec
 from control_center.config import Config
-from control_center.ingest import IngestService, wait_subscribed
-from control_center.packets import CucTime, build_packet
-from control_center.servers import InfluxServer
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import InfluxServer
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.packets import CucTime, build_packet
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client, param_topic, raw_properties, raw_topic
 from tests.conftest import count_points, run_pipeline, wait_for_async
 
@@ -137,7 +137,7 @@ def test_corrupt_and_unknown_packets_counted_and_skipped_good_ones_stored(
 
 def test_ingest_waits_for_an_unreachable_broker_and_reports_it(
         config: Config, tmdbs: list[Tmdb], caplog: pytest.LogCaptureFixture) -> None:
-    from control_center.servers import free_port
+    from control_center.operations.servers import free_port
 
     unreachable = replace(config, mqtt=replace(config.mqtt, port=free_port()))
 
@@ -222,8 +222,8 @@ def test_param_message_columns_as_stored(tmdbs: list[Tmdb]) -> None:
     and column views (not contiguous) are written whole."""
     import json
 
-    from control_center.codec import DecodedBatch
-    from control_center.ingest import param_message
+    from control_center.pipeline.service import param_message
+    from control_center.telemetry.records import DecodedBatch
 
     packet = tmdbs[0].packet("lander_nav")
     wide = np.arange(8, dtype=np.int64)

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from control_center.codec import PacketCodec
 from control_center.config import Config
-from control_center.ingest import IngestService, wait_subscribed
-from control_center.packets import CucTime
-from control_center.servers import InfluxServer
-from control_center.tmdb import Tmdb, parse_tmdb
+from control_center.operations.servers import InfluxServer
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.packets import CucTime
+from control_center.telemetry.tmdb import Tmdb, parse_tmdb
 from drivers.mqtt import make_client, raw_properties, raw_topic
 from tests.conftest import count_points, wait_for_async
 

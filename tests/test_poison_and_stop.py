@@ -15,10 +15,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from control_center.config import Config
-from control_center.dead_letters import DeadLetterStore
-from control_center.ingest import IngestService, wait_subscribed
-from control_center.servers import InfluxServer, MosquittoServer
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import InfluxServer, MosquittoServer
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.storage.dead_letters import DeadLetterStore
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client, raw_properties, raw_topic, replay_topic
 from tests.conftest import ISLS, count_points, lander_nav_messages, wait_for_async
 

@@ -6,7 +6,7 @@ TMDB; the file's packets then go through one of the two ways into a real InfluxD
 
 - live: published to a real Mosquitto on the raw topic, several whole packets per MQTT
   message (7, 25, 3 …: counts aligned to nothing), stored by an ``IngestService``;
-- import: ``control_center.replay.import_files`` (what ``isls import`` runs) on the
+- import: ``control_center.archive.replay.import_files`` (what ``isls import`` runs) on the
   file itself.
 
 Every stored point is then compared with ccsdspy's own decode of the same file, value by
@@ -40,12 +40,12 @@ import pytest
 from ccsdspy import PacketArray, PacketField
 from ccsdspy.converters import PolyConverter
 
-from control_center.ccsdspy_csv import import_ccsdspy_csv
+from control_center.archive.replay import import_files
 from control_center.config import Config
-from control_center.ingest import IngestService, wait_subscribed
-from control_center.replay import import_files
-from control_center.servers import InfluxServer
-from control_center.tmdb import Tmdb, parse_tmdb
+from control_center.operations.servers import InfluxServer
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.telemetry.ccsdspy_csv import import_ccsdspy_csv
+from control_center.telemetry.tmdb import Tmdb, parse_tmdb
 from drivers.mqtt import make_client, raw_properties, raw_topic
 from tests.conftest import count_points, wait_for_async
 

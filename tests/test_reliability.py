@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from control_center.config import Config
-from control_center.ingest import IngestService, wait_subscribed
-from control_center.servers import InfluxServer, MosquittoServer, free_port
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client, param_topic, raw_topic
 from tests.conftest import (
     count_points,
@@ -193,8 +193,8 @@ def test_the_status_line_says_where_the_telemetry_is(config: Config, tmdbs: list
     """`isls up` shows the spool once InfluxDB has failed, and the alarm when it is full."""
     import io
 
-    from control_center.storage import InfluxWriter
-    from control_center.up import StatusDisplay
+    from control_center.operations.up import StatusDisplay
+    from control_center.storage.writer import InfluxWriter
 
     ingest = IngestService(config, tmdbs, archive=False)
     writer = InfluxWriter(config.influx)

@@ -19,12 +19,12 @@ import numpy.typing as npt
 import pytest
 from PIL import Image, PngImagePlugin
 
-from control_center.archive import ArchiveWriter
-from control_center.codec import PacketCodec
+from control_center.archive.recorder import ArchiveWriter
+from control_center.archive.report import DPI, FIGSIZE, ReportSummary, _envelope, write_report
 from control_center.errors import IslsError
-from control_center.packets import CucTime
-from control_center.report import DPI, FIGSIZE, ReportSummary, _envelope, write_report
-from control_center.tmdb import Limits, PacketDef, Parameter, Tmdb
+from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.packets import CucTime
+from control_center.telemetry.tmdb import Limits, PacketDef, Parameter, Tmdb
 from simulators.runner import PacketGenerator, make_model
 
 SECOND = 1_000_000_000

@@ -17,7 +17,7 @@ import pytest
 
 from control_center.config import Config, InfluxSettings
 from control_center.errors import ConfigError, ServerError
-from control_center.security import (
+from control_center.operations.security import (
     INGEST,
     OPERATOR,
     account_settings,
@@ -30,9 +30,9 @@ from control_center.security import (
     simulator_account,
     write_broker_security,
 )
-from control_center.servers import InfluxServer, MosquittoServer, free_port, port_open
-from control_center.storage import InfluxWriter
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import InfluxServer, MosquittoServer, free_port, port_open
+from control_center.storage.writer import InfluxWriter
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client
 from tests.conftest import ISLS
 
@@ -207,7 +207,7 @@ def test_isls_up_puts_no_secret_on_a_command_line_and_keeps_its_state_private(
     left under the state directory is 0600 and every directory 0700; its influxd serves
     no /debug/pprof and listens on 127.0.0.1 only."""
     from control_center.config import load_config
-    from control_center.tmdb import load_tmdbs
+    from control_center.telemetry.tmdb import load_tmdbs
     from tests.test_cli import _env, _local_config
 
     mqtt_port, influx_port = free_port(), free_port()

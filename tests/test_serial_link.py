@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from control_center.config import Config, LinkSettings
-from control_center.ingest import IngestService
-from control_center.link_status import link_status
-from control_center.servers import InfluxServer, MosquittoServer, free_port
-from control_center.tmdb import Tmdb
+from control_center.operations.link_status import link_status
+from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
+from control_center.pipeline.service import IngestService
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client, raw_topic
-from drivers.noise import LinkNoise
-from drivers.pty import PtyPair
+from simulators.noise import LinkNoise
+from simulators.pty import PtyPair
 from simulators.runner import PacketGenerator, make_model
 from simulators.serial_link import SerialSimulatorService
 from tests.conftest import count_points, wait_for_async

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_center.packets import (
+from control_center.telemetry.packets import (
     IDLE_APID,
     SplitResult,
     _split_slow,

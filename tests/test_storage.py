@@ -10,17 +10,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_center import storage
-from control_center.codec import DecodedBatch
 from control_center.config import InfluxSettings
-from control_center.servers import InfluxServer, free_port
-from control_center.storage import (
-    InfluxWriter,
-    escape_tag,
-    format_lines,
-    format_lines_reference,
-)
-from control_center.tmdb import parse_tmdb
+from control_center.operations.servers import InfluxServer, free_port
+from control_center.storage import contract as storage
+from control_center.storage.contract import escape_tag, format_lines, format_lines_reference
+from control_center.storage.writer import InfluxWriter
+from control_center.telemetry.records import DecodedBatch
+from control_center.telemetry.tmdb import parse_tmdb
 from tests.conftest import count_points, wait_for_async
 
 PACKET = parse_tmdb({"spacecraft": "probe", "packets": [{

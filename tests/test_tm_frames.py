@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from control_center.packets import IDLE_APID, CucTime, PrimaryHeader, build_packet, crc16
-from control_center.tmdb import Tmdb
+from control_center.telemetry.packets import IDLE_APID, CucTime, PrimaryHeader, build_packet, crc16
+from control_center.telemetry.tmdb import Tmdb
 from drivers.tm_frames import (
     ASM,
     FHP_IDLE_ONLY,

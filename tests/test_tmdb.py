@@ -1,4 +1,4 @@
-"""Unit tests of control_center.tmdb: the shipped files load, every error is reported."""
+"""Unit tests of control_center.telemetry.tmdb: the shipped files load, every error is reported."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from control_center.errors import TmdbError
-from control_center.tmdb import Calibration, Limits, Tmdb, load_tmdb, load_tmdbs, parse_tmdb
+from control_center.telemetry.tmdb import (
+    Calibration,
+    Limits,
+    Tmdb,
+    load_tmdb,
+    load_tmdbs,
+    parse_tmdb,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 LANDER = PROJECT / "config/tmdb/lander.yaml"

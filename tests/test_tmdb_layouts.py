@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from control_center.codec import PacketCodec
 from control_center.errors import TmdbError
-from control_center.ingest import Decoder
-from control_center.packets import split_packets
-from control_center.tmdb import octet_permutation, parse_tmdb
-from drivers.mqtt import RawMessage
+from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.decoder import Decoder
+from control_center.telemetry.packets import split_packets
+from control_center.telemetry.records import RawMessage
+from control_center.telemetry.tmdb import octet_permutation, parse_tmdb
 
 
 def tmdb_of(*parameters: dict[str, Any], **packet: Any) -> dict[str, Any]:

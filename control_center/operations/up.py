@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from control_center.config import Config, LinkSettings
-from control_center.ingest import IngestService, wait_subscribed
-from control_center.security import (
+from control_center.operations.security import (
     INGEST,
     account_settings,
     influx_accounts,
@@ -31,17 +30,18 @@ from control_center.security import (
     simulator_account,
     write_broker_security,
 )
-from control_center.servers import (
+from control_center.operations.servers import (
     PRIVATE_UMASK,
     InfluxServer,
     MosquittoServer,
     private_directory,
 )
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.telemetry.tmdb import Tmdb
 from control_center.terminal import LiveText
-from control_center.tmdb import Tmdb
 from drivers.mqtt import raw_subscription, raw_topic
-from drivers.noise import LinkNoise
-from drivers.pty import PtyPair
+from simulators.noise import LinkNoise
+from simulators.pty import PtyPair
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 from simulators.serial_link import SerialSimulatorService
 
@@ -247,7 +247,7 @@ async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
 
 def refresh_dashboards(config: Config, tmdbs: list[Tmdb], out_dir: Path) -> None:
     """Keep the generated dashboards current with the telemetry database."""
-    from control_center.dashboards import build_dashboards, influx_auth, write_dashboards
+    from control_center.grafana.dashboards import build_dashboards, influx_auth, write_dashboards
 
     try:
         write_dashboards(build_dashboards(config, tmdbs), out_dir,

@@ -48,7 +48,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from control_center.limits import OK, level_name, severity, severity_rank
+from control_center.monitoring.limits import OK, level_name, severity, severity_rank
 
 Key = tuple[str, str, str]  # spacecraft, kind, subject
 
@@ -194,7 +194,7 @@ class AlarmManager:
 
     def on_level(self, spacecraft: str, parameter: str, level: int, value: float,
                  time_ns: int, limit: float | None = None) -> list[AlarmChange]:
-        """A parameter's checked level (``control_center.limits`` code); ``limit`` is the
+        """A parameter's checked level (``control_center.monitoring.limits`` code); ``limit`` is the
         limit it is beyond, for the message."""
         sev = severity(level)
         return self._update((spacecraft, "limit", parameter), spacecraft, parameter, "limit",

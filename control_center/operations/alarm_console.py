@@ -18,85 +18,17 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 
 from control_center.config import MqttSettings
 from control_center.errors import IslsError
 from control_center.terminal import LiveText
-from drivers.mqtt import ALARM_COMMAND_TOPIC, TOPIC_ROOT, make_client
-
-T = TypeVar("T")
-RETRY_FIRST = 1.0  # seconds before the first reconnection attempt of a live view
-RETRY_MAX = 30.0
-# CONNACK reason codes (MQTT 5 §3.2.2.2; 3: server unavailable in MQTT 3.1.1) after
-# which trying again may help: the others (bad credentials, not authorized, banned,
-# protocol) need the user to change something.
-_TRANSIENT_CONNECT_CODES = {3, 0x88, 0x89, 0x97, 0x9F}
-
-
-def broker_error(mqtt: MqttSettings, error: aiomqtt.MqttError) -> tuple[IslsError, bool]:
-    """What went wrong with the broker, as one line naming it, and whether trying
-    again later may help. The URL shows the user name, never the password."""
-    if isinstance(error, MqttConnectError):
-        code = error.rc
-        value = code.value if isinstance(code, ReasonCode) else code
-        reason = (code.getName() if isinstance(code, ReasonCode)
-                  else str(error).removeprefix(f"[code:{code}] "))
-        if value in _TRANSIENT_CONNECT_CODES:
-            return IslsError(f"the broker at {mqtt.url} is not available: "
-                             f"{str(reason).lower()}"), True
-        return IslsError(f"the broker at {mqtt.url} refused the connection: "
-                         f"{str(reason).lower()} (check the user name and password: "
-                         f"ISLS_MQTT_URL, ISLS_MQTT_PASSWORD)"), False
-    cause = error.__cause__ or error.__context__
-    if isinstance(cause, OSError) and cause.strerror:
-        reason = cause.strerror
-    elif isinstance(cause, aiomqtt.MqttCodeError):
-        reason = str(cause)
-    else:
-        reason = str(error)
-    if reason.startswith("[") and "] " in reason:  # "[Errno 111] …", "[code:7] …"
-        reason = reason.split("] ", 1)[1]
-    reason = reason.rstrip(".")
-    return IslsError(f"cannot reach the broker at {mqtt.url}: "
-                     f"{reason[:1].lower()}{reason[1:]}"), True
-
-
-async def with_broker(mqtt: MqttSettings, name: str,
-                      session: Callable[[aiomqtt.Client], Awaitable[T]], *,
-                      retry: bool, err: TextIO = sys.stderr) -> T:
-    """Connect as client ``name``-<unique> and run ``session``; its result.
-
-    A broker that cannot be reached or is lost: with ``retry`` (the live views), one
-    line on ``err`` ("…; retrying in N s") and another attempt, backing off up to
-    :data:`RETRY_MAX`, until Ctrl-C; without, an :class:`IslsError`. A refusal that
-    trying again cannot fix (bad credentials, not authorized) is always an error."""
-    delay = RETRY_FIRST
-    while True:
-        done = False
-        try:
-            async with make_client(mqtt, f"{name}-{time.monotonic_ns()}") as client:
-                delay = RETRY_FIRST
-                result = await session(client)
-                done = True
-        except aiomqtt.MqttError as exc:
-            if done:
-                return result  # only saying goodbye to the broker failed
-            error, transient = broker_error(mqtt, exc)
-            if not (retry and transient):
-                raise error from None
-            err.write(f"isls: {error}; retrying in {delay:.0f} s\n")
-            err.flush()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
-            continue
-        return result
+from drivers.mqtt import ALARM_COMMAND_TOPIC, TOPIC_ROOT, with_broker
 
 
 async def publish_confirmed(client: aiomqtt.Client, topic: str, payload: bytes) -> None:

@@ -38,7 +38,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from control_center.archive import (
+from control_center.archive.recorder import (
     KIND_PACKETS,
     PassInfo,
     ReadStats,
@@ -46,11 +46,10 @@ from control_center.archive import (
     iter_pass_records,
     pass_info,
 )
-from control_center.codec import DecodedBatch
 from control_center.errors import IslsError
-from control_center.ingest import Decoder
-from control_center.tmdb import Limits, PacketDef, Parameter, Tmdb
-from drivers.mqtt import RawMessage
+from control_center.telemetry.decoder import Decoder
+from control_center.telemetry.records import DecodedBatch, RawMessage
+from control_center.telemetry.tmdb import Limits, PacketDef, Parameter, Tmdb
 
 FIGSIZE = (10.0, 4.0)  # inches; at DPI this makes every PNG 1000 x 400 pixels
 DPI = 100

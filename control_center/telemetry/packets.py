@@ -11,7 +11,7 @@ Layout of every ISLS packet::
                  preceding octets (ECSS-E-ST-70-41C §7.4.3.1)
 
 The scalar classes here pack and unpack one unit; :func:`split_packets` cuts a buffer
-of back-to-back packets for the batch decoder in :mod:`control_center.codec`.
+of back-to-back packets for the batch decoder in :mod:`control_center.telemetry.codec`.
 """
 
 from __future__ import annotations

@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from control_center.alarms import AlarmChange, AlarmManager
-from control_center.codec import DecodedBatch
-from control_center.limits import LimitChecker, limit_value
-from control_center.storage import escape_tag
-from control_center.tmdb import Monitoring, Tmdb
+from control_center.monitoring.alarms import AlarmChange, AlarmManager
+from control_center.monitoring.limits import LimitChecker, limit_value
+from control_center.telemetry.records import DecodedBatch
+from control_center.telemetry.tmdb import Monitoring, Tmdb
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,32 +211,3 @@ def alarm_json(change: AlarmChange) -> bytes:
 
 def event_json(event: Event) -> bytes:
     return json.dumps(asdict(event), separators=(",", ":")).encode()
-
-
-def _string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def alarm_line(change: AlarmChange) -> str:
-    """Measurement ``alarms``: tags spacecraft, subject, kind; the change as fields."""
-    value = "" if change.value is None or not np.isfinite(change.value) \
-        else f",value={change.value!r}"
-    return (f"alarms,spacecraft={escape_tag(change.spacecraft)},"
-            f"subject={escape_tag(change.subject)},kind={escape_tag(change.kind)} "
-            f"alarm_id={_string(change.alarm_id)},transition={_string(change.transition)},"
-            f"severity={_string(change.severity)},level={change.level}i,"
-            f"state={_severity_code(change)}i,"
-            f"acknowledged={'true' if change.acknowledged else 'false'},"
-            f"message={_string(change.message)}{value} {change.time_ns}\n")
-
-
-def _severity_code(change: AlarmChange) -> int:
-    """0 none, 1 yellow, 2 red: what a state timeline colours."""
-    return {"none": 0, "yellow": 1, "red": 2}.get(change.severity, 0)
-
-
-def event_line(event: Event) -> str:
-    return (f"events,spacecraft={escape_tag(event.spacecraft)},kind={escape_tag(event.kind)} "
-            f"subject={_string(event.subject)},message={_string(event.message)},"
-            f"value={_string(event.value)} {event.time_ns}\n")
-

@@ -17,9 +17,8 @@ from typing import Any, TextIO
 import aiomqtt
 
 from control_center.config import MqttSettings
-from control_center.operator import with_broker
 from control_center.terminal import LiveText
-from drivers.mqtt import TOPIC_ROOT
+from drivers.mqtt import TOPIC_ROOT, with_broker
 
 COLUMNS = ("link", "spacecraft", "state", "frames good", "bad", "gaps", "sync losses",
            "bit rate", "last frame")

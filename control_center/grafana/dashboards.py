@@ -74,7 +74,7 @@ from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dm
 
 from control_center.config import Config
-from control_center.tmdb import Limits, PacketDef, Parameter, Tmdb
+from control_center.telemetry.tmdb import Limits, PacketDef, Parameter, Tmdb
 
 SCHEMA_VERSION = 39  # Grafana 10.4 / 11
 LIVE_REFRESH = "1s"

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from control_center.tmdb import Limits
+from control_center.telemetry.tmdb import Limits
 
 OK, YELLOW_LOW, YELLOW_HIGH, RED_LOW, RED_HIGH = 0, 1, 2, 3, 4
 

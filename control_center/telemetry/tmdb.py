@@ -170,7 +170,7 @@ class PacketDef:
     is ``expand`` or read from another parameter: ``layout`` lists its fields in order
     (arrays unexpanded, spares included), and ``parameters`` only those of fixed
     place and size (the ones before the first variable field); the decoder resolves
-    each packet's layout into a fixed one (:func:`control_center.codec.resolve_layout`).
+    each packet's layout into a fixed one (:func:`control_center.telemetry.codec.resolve_layout`).
     """
 
     name: str
@@ -558,7 +558,7 @@ def _parse_monitoring(raw: dict[str, Any], limits: Limits, where: str,
 
 def _parse_derived(raw: Any, where: str, known: set[str],
                    errors: _Collector) -> DerivedParameter | None:
-    from control_center.expressions import Expression, ExpressionError
+    from control_center.telemetry.expressions import Expression, ExpressionError
 
     if not isinstance(raw, dict):
         errors.add(where, "a derived parameter must be a mapping")

@@ -42,7 +42,7 @@ _sleep: Callable[[float], None] = time.sleep  # replaced by tests that count bac
 
 
 class DashboardLike(Protocol):
-    """What :class:`control_center.dashboards.GeneratedDashboard` provides."""
+    """What :class:`control_center.grafana.dashboards.GeneratedDashboard` provides."""
 
     @property
     def uid(self) -> str: ...
@@ -57,7 +57,7 @@ class DashboardLike(Protocol):
 
 
 class DashboardSetLike(Protocol):
-    """What :class:`control_center.dashboards.DashboardSet` provides."""
+    """What :class:`control_center.grafana.dashboards.DashboardSet` provides."""
 
     @property
     def datasource(self) -> dict[str, Any]: ...

@@ -16,161 +16,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import io
 import json
 import logging
-import math
 import re
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
-import numpy as np
-import polars as pl
 
-from control_center.codec import DecodedBatch
 from control_center.config import InfluxSettings
 from control_center.errors import ServerError
-from control_center.spool import DeadLetters, Spool, describe
+from control_center.storage.spool import DeadLetters, Spool, describe
 
 log = logging.getLogger("isls.storage")
-
-
-def escape_tag(value: str) -> str:
-    """Line protocol tag keys/values: escape comma, equals sign and space."""
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-SEQUENCE_FIELD = "sequence_count"
-
-
-def _field_template(name: str, kind: str) -> str:
-    if kind == "bool":
-        return f"{name}=%s"
-    if kind == "float":
-        return f"{name}=%r"
-    if kind == "text":
-        return f'{name}="%s"'
-    return f"{name}=%di"
-
-
-def escape_text(value: str) -> str:
-    """A line protocol string field value: backslash and double quote escaped (the
-    decoder's text holds no line break: :func:`control_center.codec.render_text`)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _columns(batch: DecodedBatch) -> list[tuple[str, str, np.ndarray[Any, Any]]]:
-    """(field name, kind, column) in line order; kind is "float", "int", "bool" or
-    "text" (strings, and unsigned 64-bit values as exact decimal text: InfluxDB 1.x
-    has no unsigned type and would store those above 2**63 negative)."""
-    columns: list[tuple[str, str, np.ndarray[Any, Any]]] = []
-    for parameter in batch.packet.parameters:
-        column = np.asarray(batch.values[parameter.name])
-        if parameter.type == "string":
-            columns.append((parameter.name, "text", column))
-        elif parameter.is_wide_unsigned:
-            columns.append((parameter.name, "text", column.astype(np.uint64).astype(str)))
-        elif parameter.is_float_value:
-            columns.append((parameter.name, "float", column.astype(np.float64, copy=False)))
-        elif column.dtype == np.bool_:
-            columns.append((parameter.name, "bool", column))
-        else:
-            columns.append((parameter.name, "int", column.astype(np.int64, copy=False)))
-    for derived in batch.packet.derived:
-        columns.append((derived.name, "float",
-                        np.asarray(batch.values[derived.name], dtype=np.float64)))
-    # Every point carries its packet's CCSDS sequence count: it is what gap analysis
-    # needs, and a field on every point makes COUNT("sequence_count") the number of
-    # packets stored, even where non-finite values left other fields out.
-    columns.append((SEQUENCE_FIELD, "int", batch.sequence_counts.astype(np.int64)))
-    return columns
-
-
-def _prefix(batch: DecodedBatch, tags: Mapping[str, str]) -> str:
-    tag_text = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()))
-    return f"{batch.packet.name},{tag_text} " if tag_text else f"{batch.packet.name} "
-
-
-# Polars costs about 2.5 ms a call to set up: below this many packets (the live 10 Hz
-# stream between bursts) the one-packet-at-a-time path is the faster one.
-_COLUMNAR_MIN_ROWS = 300
-
-
-def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
-    """One line per packet: ``packet,spacecraft=..,source=.. p1=..,p2=.. time_ns``.
-
-    Wide lines (a field per parameter) are about four times cheaper for InfluxDB to
-    ingest than a line per value. The text is built column by column in polars (Rust):
-    numpy has no fast number-to-text kernel, and formatting one Python float at a
-    time (``repr``) costs about 1 µs a value, which capped the ingest near 1 M values/s
-    on one core (profiled: README, "Performance"). Polars writes floats in their
-    shortest round-trip form, as ``repr`` does, so the stored values are the same
-    (``format_lines_reference`` is the one-packet-at-a-time version the tests compare
-    against). Non-finite floats cannot be stored in InfluxDB; a packet holding one is
-    written without that field, through the reference path.
-    """
-    n = len(batch)
-    if n < _COLUMNAR_MIN_ROWS:
-        return format_lines_reference(batch, tags)
-    columns = _columns(batch)
-    if any(kind == "text" for _, kind, _ in columns):
-        return format_lines_reference(batch, tags)  # rare: strings, unsigned 64-bit
-    finite = np.ones(n, dtype=bool)
-    for _, kind, column in columns:
-        if kind == "float":
-            finite &= np.isfinite(column)
-    if not finite.all():
-        # Rare (a sensor fault): keep packet order, the odd packets through the reference.
-        rows: list[bytes] = [b""] * n
-        good = np.flatnonzero(finite)
-        if good.size:
-            for index, line in zip(good.tolist(),
-                                   format_lines(batch.take(good), tags).splitlines(True),
-                                   strict=True):
-                rows[index] = line
-        for index in np.flatnonzero(~finite).tolist():
-            rows[index] = format_lines_reference(batch.take(np.array([index])), tags)
-        return b"".join(rows)
-    prefix = _prefix(batch, tags)
-    frame = pl.DataFrame({f"c{i}": column for i, (_, _, column) in enumerate(columns)}
-                         | {"time": batch.times_ns.astype(np.int64, copy=False)})
-    pieces: list[pl.Expr] = []
-    for i, (name, kind, _) in enumerate(columns):
-        text = pl.col(f"c{i}").cast(pl.String)
-        pieces.append(pl.lit((prefix if i == 0 else ",") + name + "="))
-        pieces.append(text)
-        if kind == "int":
-            pieces.append(pl.lit("i"))
-    pieces += [pl.lit(" "), pl.col("time").cast(pl.String)]
-    lines = frame.lazy().select(pl.concat_str(pieces).alias("line")).collect()
-    out = io.BytesIO()
-    lines.write_csv(out, include_header=False, quote_style="never", line_terminator="\n")
-    return out.getvalue()
-
-
-def format_lines_reference(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
-    """The same lines as ``format_lines``, one C-level ``%`` per packet (Python floats'
-    ``repr``); also the path for packets holding non-finite values."""
-    if len(batch) == 0:
-        return b""
-    prefix = _prefix(batch, tags)
-    columns = _columns(batch)
-    templates = [_field_template(name, kind) for name, kind, _ in columns]
-    lists: list[list[Any]] = [
-        np.where(column, "true", "false").tolist() if kind == "bool"
-        else [escape_text(str(v)) for v in column.tolist()] if kind == "text"
-        else column.tolist() for _, kind, column in columns]
-    times = batch.times_ns.astype(np.int64).tolist()
-    out: list[str] = []
-    for row in zip(*lists, times, strict=True):
-        fields = [t % v for t, v in zip(templates, row[:-1], strict=True)
-                  if not (isinstance(v, float) and not math.isfinite(v))]
-        out.append(f"{prefix}{','.join(fields)} {row[-1]}\n")
-    return "".join(out).encode()
 
 
 def influx_headers(settings: InfluxSettings) -> dict[str, str]:
@@ -523,7 +384,7 @@ class InfluxWriter:
 
     Every answer is classified (:class:`Answer`). Only lines InfluxDB proved bad are
     given up: exactly those (:func:`plan_refusal`), kept in the dead-letter files under
-    the spool (:class:`~control_center.spool.DeadLetters`) and counted in
+    the spool (:class:`~control_center.storage.spool.DeadLetters`) and counted in
     ``rejected_lines``. A 413 halves the batch until it fits (a single line too big is a
     dead letter). A missing database is created again and the write retried. Anything
     else (credentials, server errors, no answer) is retried with exponential back-off,

@@ -155,16 +155,6 @@ class _ChildServer:
         self.stop()
 
 
-def peak_memory_mb(pid: int | str = "self") -> float:
-    """Peak resident memory (VmHWM) of a process, in MiB; 0 if it is gone or there is
-    no /proc."""
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def stop_child(process: subprocess.Popen[bytes], *, signum: int = signal.SIGTERM,
                timeout: float = 15.0) -> int:
     """Ask a child process to stop (``signum``), SIGKILL it if it has not within

@@ -63,8 +63,8 @@ from pathlib import Path
 
 from control_center.config import Config, MqttSettings
 from control_center.errors import ConfigError, IslsError
-from control_center.servers import BrokerSecurity, private_directory, write_private
-from control_center.tmdb import Tmdb
+from control_center.operations.servers import BrokerSecurity, private_directory, write_private
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import TOPIC_ROOT
 
 INGEST = "isls-ingest"

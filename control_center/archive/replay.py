@@ -28,14 +28,15 @@ from typing import TextIO
 
 import aiomqtt
 
-from control_center.archive import KIND_PACKETS, find_pass, iter_pass_records, pass_info
+from control_center.archive.recorder import KIND_PACKETS, find_pass, iter_pass_records, pass_info
 from control_center.config import Config
 from control_center.errors import IslsError
-from control_center.ingest import Decoder, IngestStats
-from control_center.operator import with_broker
-from control_center.storage import InfluxWriter, format_lines
-from control_center.tmdb import Tmdb, load_tmdbs
-from drivers.mqtt import RAW_QOS, RawMessage, replay_properties, replay_topic
+from control_center.storage.contract import format_lines
+from control_center.storage.writer import InfluxWriter
+from control_center.telemetry.decoder import Decoder, IngestStats
+from control_center.telemetry.records import RawMessage
+from control_center.telemetry.tmdb import Tmdb, load_tmdbs
+from drivers.mqtt import RAW_QOS, replay_properties, replay_topic, with_broker
 
 log = logging.getLogger("isls.replay")
 WINDOW = 64
@@ -245,7 +246,7 @@ def _whole_packets(buffer: bytes) -> int:
     """Octets of ``buffer`` that hold whole packets; the rest waits for more data.
 
     Every header's length is followed, whatever its version, as
-    :func:`~control_center.packets.split_packets` steps over a bad packet by its length:
+    :func:`~control_center.telemetry.packets.split_packets` steps over a bad packet by its length:
     the chunks then cut the file where the walk over the whole file would."""
     position, end = 0, len(buffer)
     while position + 6 <= end:

@@ -15,41 +15,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from control_center.packets import (
+from control_center.telemetry.packets import (
     CRC_LENGTH,
     PRIMARY_HEADER_LENGTH,
     SEQUENCE_UNSEGMENTED,
     crc16,
     cuc_to_unix_ns,
 )
-from control_center.tmdb import PacketDef, Parameter, expand_array, octet_permutation
+from control_center.telemetry.records import DecodedBatch
+from control_center.telemetry.tmdb import PacketDef, Parameter, expand_array, octet_permutation
 
 Array = npt.NDArray[np.generic]
 _CRC_TABLE = np.array([crc16(bytes([i]), 0) for i in range(256)], dtype=np.uint16)
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedBatch:
-    """Engineering values of ``n`` packets of one type, columns by parameter name."""
-
-    spacecraft: str
-    packet: PacketDef
-    times_ns: npt.NDArray[np.int64]  # UTC nanoseconds since 1970 (onboard or receive time)
-    sequence_counts: npt.NDArray[np.uint16]
-    values: Mapping[str, Array]
-    raw: Mapping[str, Array]
-    source: str = "live"  # live, replay or import
-    pass_id: str = ""  # the replayed pass, if any
-
-    def __len__(self) -> int:
-        return int(self.times_ns.shape[0])
-
-    def take(self, rows: npt.NDArray[np.intp]) -> DecodedBatch:
-        """The same batch restricted to ``rows`` (indices, in order)."""
-        return replace(self, times_ns=self.times_ns[rows],
-                       sequence_counts=self.sequence_counts[rows],
-                       values={k: np.asarray(v)[rows] for k, v in self.values.items()},
-                       raw={k: np.asarray(v)[rows] for k, v in self.raw.items()})
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -125,7 +102,7 @@ class PacketCodec:
     """Decode and encode batches of one packet type of one spacecraft."""
 
     def __init__(self, spacecraft: str, packet: PacketDef) -> None:
-        from control_center.expressions import Expression
+        from control_center.telemetry.expressions import Expression
 
         self.spacecraft = spacecraft
         self.packet = packet

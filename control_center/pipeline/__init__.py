@@ -1,0 +1,2 @@
+"""The ingest process: sources (MQTT, serial links) → decode → monitor → store and
+publish, wired by a thin service."""

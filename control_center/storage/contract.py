@@ -1,0 +1,243 @@
+"""The InfluxDB contract, in one place: every measurement, tag and field the control
+center writes, and the line protocol text of each (README, "InfluxDB contract").
+
+- one measurement per packet type, named after the packet: tags ``spacecraft`` and
+  ``source`` (live, replay, import; ``pass`` for a replay), one field per parameter
+  holding its engineering value, and ``sequence_count``; the point time is the packet's
+  onboard (or receive) time in UTC ns made unique per packet
+  (:func:`control_center.telemetry.decoder.point_times`);
+- ``alarms``: every alarm change; ``events``: events, contact loss and acquisition;
+- ``link``: a link's statistics; ``ingest``: the ingest's health.
+
+Dashboards, reports and tests read the measurement names from here.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from control_center.monitoring.alarms import AlarmChange
+from control_center.monitoring.monitor import Event
+from control_center.storage.writer import WriterStats
+from control_center.telemetry.decoder import IngestStats
+from control_center.telemetry.records import DecodedBatch
+
+ALARMS_MEASUREMENT = "alarms"
+EVENTS_MEASUREMENT = "events"
+LINK_MEASUREMENT = "link"
+INGEST_MEASUREMENT = "ingest"
+
+
+def escape_tag(value: str) -> str:
+    """Line protocol tag keys/values: escape comma, equals sign and space."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+SEQUENCE_FIELD = "sequence_count"
+
+
+def _field_template(name: str, kind: str) -> str:
+    if kind == "bool":
+        return f"{name}=%s"
+    if kind == "float":
+        return f"{name}=%r"
+    if kind == "text":
+        return f'{name}="%s"'
+    return f"{name}=%di"
+
+
+def escape_text(value: str) -> str:
+    """A line protocol string field value: backslash and double quote escaped (the
+    decoder's text holds no line break: :func:`control_center.telemetry.codec.render_text`)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _columns(batch: DecodedBatch) -> list[tuple[str, str, np.ndarray[Any, Any]]]:
+    """(field name, kind, column) in line order; kind is "float", "int", "bool" or
+    "text" (strings, and unsigned 64-bit values as exact decimal text: InfluxDB 1.x
+    has no unsigned type and would store those above 2**63 negative)."""
+    columns: list[tuple[str, str, np.ndarray[Any, Any]]] = []
+    for parameter in batch.packet.parameters:
+        column = np.asarray(batch.values[parameter.name])
+        if parameter.type == "string":
+            columns.append((parameter.name, "text", column))
+        elif parameter.is_wide_unsigned:
+            columns.append((parameter.name, "text", column.astype(np.uint64).astype(str)))
+        elif parameter.is_float_value:
+            columns.append((parameter.name, "float", column.astype(np.float64, copy=False)))
+        elif column.dtype == np.bool_:
+            columns.append((parameter.name, "bool", column))
+        else:
+            columns.append((parameter.name, "int", column.astype(np.int64, copy=False)))
+    for derived in batch.packet.derived:
+        columns.append((derived.name, "float",
+                        np.asarray(batch.values[derived.name], dtype=np.float64)))
+    # Every point carries its packet's CCSDS sequence count: it is what gap analysis
+    # needs, and a field on every point makes COUNT("sequence_count") the number of
+    # packets stored, even where non-finite values left other fields out.
+    columns.append((SEQUENCE_FIELD, "int", batch.sequence_counts.astype(np.int64)))
+    return columns
+
+
+def _prefix(batch: DecodedBatch, tags: Mapping[str, str]) -> str:
+    tag_text = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()))
+    return f"{batch.packet.name},{tag_text} " if tag_text else f"{batch.packet.name} "
+
+
+# Polars costs about 2.5 ms a call to set up: below this many packets (the live 10 Hz
+# stream between bursts) the one-packet-at-a-time path is the faster one.
+_COLUMNAR_MIN_ROWS = 300
+
+
+def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
+    """One line per packet: ``packet,spacecraft=..,source=.. p1=..,p2=.. time_ns``.
+
+    Wide lines (a field per parameter) are about four times cheaper for InfluxDB to
+    ingest than a line per value. The text is built column by column in polars (Rust):
+    numpy has no fast number-to-text kernel, and formatting one Python float at a
+    time (``repr``) costs about 1 µs a value, which capped the ingest near 1 M values/s
+    on one core (profiled: README, "Performance"). Polars writes floats in their
+    shortest round-trip form, as ``repr`` does, so the stored values are the same
+    (``format_lines_reference`` is the one-packet-at-a-time version the tests compare
+    against). Non-finite floats cannot be stored in InfluxDB; a packet holding one is
+    written without that field, through the reference path.
+    """
+    n = len(batch)
+    if n < _COLUMNAR_MIN_ROWS:
+        return format_lines_reference(batch, tags)
+    columns = _columns(batch)
+    if any(kind == "text" for _, kind, _ in columns):
+        return format_lines_reference(batch, tags)  # rare: strings, unsigned 64-bit
+    finite = np.ones(n, dtype=bool)
+    for _, kind, column in columns:
+        if kind == "float":
+            finite &= np.isfinite(column)
+    if not finite.all():
+        # Rare (a sensor fault): keep packet order, the odd packets through the reference.
+        rows: list[bytes] = [b""] * n
+        good = np.flatnonzero(finite)
+        if good.size:
+            for index, line in zip(good.tolist(),
+                                   format_lines(batch.take(good), tags).splitlines(True),
+                                   strict=True):
+                rows[index] = line
+        for index in np.flatnonzero(~finite).tolist():
+            rows[index] = format_lines_reference(batch.take(np.array([index])), tags)
+        return b"".join(rows)
+    prefix = _prefix(batch, tags)
+    frame = pl.DataFrame({f"c{i}": column for i, (_, _, column) in enumerate(columns)}
+                         | {"time": batch.times_ns.astype(np.int64, copy=False)})
+    pieces: list[pl.Expr] = []
+    for i, (name, kind, _) in enumerate(columns):
+        text = pl.col(f"c{i}").cast(pl.String)
+        pieces.append(pl.lit((prefix if i == 0 else ",") + name + "="))
+        pieces.append(text)
+        if kind == "int":
+            pieces.append(pl.lit("i"))
+    pieces += [pl.lit(" "), pl.col("time").cast(pl.String)]
+    lines = frame.lazy().select(pl.concat_str(pieces).alias("line")).collect()
+    out = io.BytesIO()
+    lines.write_csv(out, include_header=False, quote_style="never", line_terminator="\n")
+    return out.getvalue()
+
+
+def format_lines_reference(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
+    """The same lines as ``format_lines``, one C-level ``%`` per packet (Python floats'
+    ``repr``); also the path for packets holding non-finite values."""
+    if len(batch) == 0:
+        return b""
+    prefix = _prefix(batch, tags)
+    columns = _columns(batch)
+    templates = [_field_template(name, kind) for name, kind, _ in columns]
+    lists: list[list[Any]] = [
+        np.where(column, "true", "false").tolist() if kind == "bool"
+        else [escape_text(str(v)) for v in column.tolist()] if kind == "text"
+        else column.tolist() for _, kind, column in columns]
+    times = batch.times_ns.astype(np.int64).tolist()
+    out: list[str] = []
+    for row in zip(*lists, times, strict=True):
+        fields = [t % v for t, v in zip(templates, row[:-1], strict=True)
+                  if not (isinstance(v, float) and not math.isfinite(v))]
+        out.append(f"{prefix}{','.join(fields)} {row[-1]}\n")
+    return "".join(out).encode()
+
+
+def _string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def alarm_line(change: AlarmChange) -> str:
+    """Measurement ``alarms``: tags spacecraft, subject, kind; the change as fields."""
+    value = "" if change.value is None or not np.isfinite(change.value) \
+        else f",value={change.value!r}"
+    return (f"alarms,spacecraft={escape_tag(change.spacecraft)},"
+            f"subject={escape_tag(change.subject)},kind={escape_tag(change.kind)} "
+            f"alarm_id={_string(change.alarm_id)},transition={_string(change.transition)},"
+            f"severity={_string(change.severity)},level={change.level}i,"
+            f"state={_severity_code(change)}i,"
+            f"acknowledged={'true' if change.acknowledged else 'false'},"
+            f"message={_string(change.message)}{value} {change.time_ns}\n")
+
+
+def _severity_code(change: AlarmChange) -> int:
+    """0 none, 1 yellow, 2 red: what a state timeline colours."""
+    return {"none": 0, "yellow": 1, "red": 2}.get(change.severity, 0)
+
+
+def event_line(event: Event) -> str:
+    return (f"events,spacecraft={escape_tag(event.spacecraft)},kind={escape_tag(event.kind)} "
+            f"subject={_string(event.subject)},message={_string(event.message)},"
+            f"value={_string(event.value)} {event.time_ns}\n")
+
+
+_LINK_FIELDS = ("connected", "locked", "frames_good", "frames_bad", "frames_gap",
+                "sync_losses", "packets", "packets_dropped", "octets", "bit_rate", "reopens",
+                "unrouted_packets")
+
+
+def link_line(figures: dict[str, object], now_ns: int) -> str:
+    """One ``link`` point: tags spacecraft and link, a field per statistic."""
+    fields: list[str] = []
+    for name in _LINK_FIELDS:
+        value = figures.get(name)
+        if isinstance(value, bool):
+            fields.append(f"{name}={'true' if value else 'false'}")
+        elif isinstance(value, int):
+            fields.append(f"{name}={value}i")
+        elif isinstance(value, float):
+            fields.append(f"{name}={value!r}")
+    last = figures.get("last_frame_ns")
+    if isinstance(last, int):
+        fields.append(f"last_frame_age={max(0.0, (now_ns - last) / 1e9)!r}")
+    return (f"link,link={escape_tag(str(figures['link']))},"
+            f"spacecraft={escape_tag(str(figures['spacecraft']))} {','.join(fields)} {now_ns}\n")
+
+
+
+def health_line(identifier: str, stats: IngestStats, waiting: int, unread: int,
+                writer: WriterStats, now_ns: int, extra: dict[str, int] | None = None,
+                *, peak_memory_mb: float = 0.0) -> str:
+    """One ``ingest`` point: tag ``ingest``, counters since start and current depths."""
+    fields = {**(extra or {}),
+        "messages": stats.messages, "packets": sum(stats.packets.values()),
+        "values": sum(stats.values.values()), "errors": sum(stats.errors.values()),
+        "unread_messages": unread, "queue_depth": stats.queue_depth,
+        "waiting_packets": waiting,
+        "pending_lines": writer.pending_lines, "lines_written": writer.lines_written,
+        "values_written": writer.values_written, "write_retries": writer.retries,
+        "rejected_lines": writer.rejected_lines, "spooled_lines": writer.spooled_lines,
+        "backfilled_lines": writer.backfilled_lines, "spool_lines": writer.spool_lines,
+        "spool_bytes": writer.spool_bytes, "dead_letter_lines": writer.dead_letter_lines,
+        "auth_failures": writer.auth_failures, "missing_database": writer.missing_database,
+    }
+    text = ",".join(f"{name}={value}i" for name, value in fields.items())
+    return (f"ingest,ingest={escape_tag(identifier)} {text},"
+            f"spool_full={'true' if writer.spool_full else 'false'},"
+            f"spool_failed={'true' if writer.spool_failed else 'false'},"
+            f"peak_memory_mb={peak_memory_mb!r} {now_ns}\n")
