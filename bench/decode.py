@@ -48,7 +48,8 @@ from control_center.monitoring.limits import LimitChecker
 from control_center.telemetry.ccsdspy_csv import import_ccsdspy_csv
 from control_center.telemetry.codec import PacketCodec
 from control_center.telemetry.packets import CucTime, _split_slow, build_packet, split_packets
-from control_center.telemetry.tmdb import PacketDef, parse_tmdb
+from control_center.telemetry.tmdb import PacketDef
+from control_center.telemetry.tmdb_yaml import parse_tmdb
 
 ROOT = Path(__file__).resolve().parent.parent
 LANDER_YAML = ROOT / "config" / "tmdb" / "lander.yaml"

@@ -70,7 +70,8 @@ from control_center.telemetry.codec import PacketCodec  # noqa: E402
 from control_center.telemetry.decoder import point_times  # noqa: E402
 from control_center.telemetry.packets import split_packets  # noqa: E402
 from control_center.telemetry.records import DecodedBatch  # noqa: E402
-from control_center.telemetry.tmdb import PacketDef, load_tmdbs  # noqa: E402
+from control_center.telemetry.tmdb import PacketDef  # noqa: E402
+from control_center.telemetry.tmdb_yaml import load_tmdbs  # noqa: E402
 from drivers.mqtt import raw_properties, raw_topic  # noqa: E402
 
 PACKET = "lander_nav"

@@ -21,12 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from control_center.archive.importer import import_files
 from control_center.archive.recorder import ArchiveWriter, find_pass, iter_pass_records
-from control_center.archive.replay import import_files, replay_pass
+from control_center.archive.replay import replay_pass
 from control_center.config import load_config
 from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
 from control_center.pipeline.service import IngestService, wait_subscribed
-from control_center.telemetry.tmdb import load_tmdbs
+from control_center.telemetry.tmdb_yaml import load_tmdbs
 from simulators.runner import PacketGenerator, make_model
 
 PROJECT = Path(__file__).resolve().parent.parent

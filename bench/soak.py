@@ -54,7 +54,7 @@ from control_center.operations.servers import InfluxServer, MosquittoServer, fre
 from control_center.storage.dead_letters import DeadLetterStore  # noqa: E402
 from control_center.telemetry.codec import PacketCodec  # noqa: E402
 from control_center.telemetry.packets import CucTime  # noqa: E402
-from control_center.telemetry.tmdb import load_tmdb  # noqa: E402
+from control_center.telemetry.tmdb_yaml import load_tmdb  # noqa: E402
 from drivers.mqtt import raw_properties, raw_topic  # noqa: E402
 
 PACKET = "lander_nav"

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 from control_center.config import Config, load_config
 from control_center.errors import IslsError, TmdbError
-from control_center.telemetry.tmdb import Tmdb, load_tmdbs, parse_tmdb
+from control_center.telemetry.tmdb import Tmdb
+from control_center.telemetry.tmdb_yaml import load_tmdbs, parse_tmdb
+from control_center.terminal import utc_text
 
 log = logging.getLogger("isls")
 DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
@@ -322,12 +324,6 @@ def _sim_serial(args: argparse.Namespace, config: Config, tmdbs: list[Tmdb], tmd
     return 0
 
 
-def _utc(ns: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     """``isls dead-letters [list]``: what the ingest quarantined and why;
     ``isls dead-letters replay [ID...]``: publish those payloads again on their raw
@@ -384,8 +380,8 @@ def cmd_passes(args: argparse.Namespace) -> int:
             state = f"{'loss of signal' if info.closed else 'not closed'}; DAMAGED: {info.damage}"
         print(f"pass        {info.id}\n"
               f"spacecraft  {info.spacecraft}\n"
-              f"start       {_utc(info.start_ns)} UTC (acquisition of signal)\n"
-              f"end         {_utc(info.end_ns)} UTC ({state})\n"
+              f"start       {utc_text(info.start_ns)} UTC (acquisition of signal)\n"
+              f"end         {utc_text(info.end_ns)} UTC ({state})\n"
               f"duration    {info.duration:.1f} s\n"
               f"packets     {info.packets}\n"
               f"octets      {info.octets}\n"
@@ -401,7 +397,8 @@ def cmd_passes(args: argparse.Namespace) -> int:
     print(f"{'pass':<34} {'spacecraft':<10} {'start (UTC)':<19}  {'end (UTC)':<19} "
           f"{'duration':>9} {'packets':>9} {'octets':>11} {'gaps':>6}  state")
     for info in passes:
-        print(f"{info.id:<34} {info.spacecraft:<10} {_utc(info.start_ns)}  {_utc(info.end_ns)} "
+        print(f"{info.id:<34} {info.spacecraft:<10} "
+              f"{utc_text(info.start_ns)}  {utc_text(info.end_ns)} "
               f"{info.duration:8.0f}s {info.packets:>9} {info.octets:>11} {info.gaps:>6}  "
               f"{info.state}")
     # A damaged pass is listed with the others, and why it is damaged said once.
@@ -433,7 +430,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from control_center.archive.replay import import_files
+    from control_center.archive.importer import import_files
     from control_center.operations.servers import PRIVATE_UMASK
 
     config, tmdbs = _load(args)

@@ -1,8 +1,11 @@
-"""Live text for the terminal: redrawn in place on a tty, printed anew elsewhere (logs,
-CI, pipes), so status commands read well in both."""
+"""Text for the terminal: live text and progress bars, redrawn in place on a tty and
+printed anew elsewhere (logs, CI, pipes), so commands read well in both."""
 
 from __future__ import annotations
 
+import sys
+import time
+from datetime import UTC, datetime
 from typing import TextIO
 
 
@@ -20,3 +23,45 @@ class LiveText:
         self.out.write(text + "\n")
         self.out.flush()
         self._lines = text.count("\n") + 1
+
+
+class Progress:
+    """A progress bar on a terminal; a line every 10 % elsewhere."""
+
+    def __init__(self, total: int, label: str, out: TextIO = sys.stderr) -> None:
+        self.total = max(total, 1)
+        self.label = label
+        self.out = out
+        self.tty = out.isatty()
+        self._shown = -1
+        self.started = time.monotonic()
+
+    def update(self, done: int, detail: str = "") -> None:
+        fraction = min(done / self.total, 1.0)
+        percent = int(fraction * 100)
+        if self.tty:
+            if percent == self._shown and done < self.total:
+                return
+            bar = "#" * int(fraction * 30)
+            self.out.write(f"\r{self.label} [{bar:<30}] {percent:3d}% {detail}   ")
+            self.out.flush()
+        elif percent // 10 != self._shown // 10 or done >= self.total:
+            self.out.write(f"{self.label}: {percent}% {detail}\n")
+        self._shown = percent
+
+    def finish(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+
+def utc_text(ns: object, *, milliseconds: bool = False, date: bool = True,
+             missing: str = "") -> str:
+    """A UTC time in ns since 1970 as operators read it: ``2026-11-30 05:21:43``, with
+    ``.123 UTC`` for ``milliseconds``, ``05:21:43`` without the ``date``; ``missing``
+    for anything that is not a time."""
+    if not isinstance(ns, int) or isinstance(ns, bool):
+        return missing
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime(
+        "%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+    return f"{stamp}.{rest // 1_000_000:03d} UTC" if milliseconds else stamp

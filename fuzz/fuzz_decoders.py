@@ -18,7 +18,7 @@ import atheris
 with atheris.instrument_imports(include=["control_center", "drivers"]):
     from control_center.telemetry.decoder import Decoder
     from control_center.telemetry.records import RawMessage
-    from control_center.telemetry.tmdb import load_tmdbs
+    from control_center.telemetry.tmdb_yaml import load_tmdbs
     from drivers.cobs import CobsDeframer
     from drivers.tm_frames import TmDeframer
 

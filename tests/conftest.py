@@ -25,7 +25,8 @@ import pytest
 from control_center.config import Config, MqttSettings, load_config
 from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
 from control_center.pipeline.service import IngestService, ingest_client_id, wait_subscribed
-from control_center.telemetry.tmdb import Tmdb, load_tmdbs
+from control_center.telemetry.tmdb import Tmdb
+from control_center.telemetry.tmdb_yaml import load_tmdbs
 from drivers.mqtt import make_client
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from control_center.archive.importer import import_files
 from control_center.archive.recorder import (
     FILE_MAGIC,
     KIND_PACKETS,
@@ -23,13 +24,14 @@ from control_center.archive.recorder import (
     list_passes,
     read_segment,
 )
-from control_center.archive.replay import import_files, replay_pass
+from control_center.archive.replay import replay_pass
 from control_center.config import Config
 from control_center.errors import IslsError
 from control_center.operations.servers import InfluxServer
 from control_center.pipeline.service import IngestService, wait_subscribed
 from control_center.telemetry.ccsdspy_csv import import_ccsdspy_csv
-from control_center.telemetry.tmdb import Tmdb, parse_tmdb
+from control_center.telemetry.tmdb import Tmdb
+from control_center.telemetry.tmdb_yaml import parse_tmdb
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 from tests.conftest import (
     ISLS,

@@ -27,7 +27,8 @@ from ccsdspy.converters import EnumConverter, PolyConverter
 from control_center.telemetry.ccsdspy_csv import import_ccsdspy_csv
 from control_center.telemetry.codec import PacketCodec, render_text
 from control_center.telemetry.packets import PRIMARY_HEADER_LENGTH, PrimaryHeader, split_packets
-from control_center.telemetry.tmdb import PacketDef, parse_tmdb
+from control_center.telemetry.tmdb import PacketDef
+from control_center.telemetry.tmdb_yaml import parse_tmdb
 
 HS = Path(ccsdspy.__file__).parent / "tests" / "data" / "hs"
 Row = dict[str, str]

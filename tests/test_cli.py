@@ -88,7 +88,7 @@ def test_up_with_credentials_locks_both_servers_and_still_runs(tmp_path: Path) -
     a write-only ingest account and a read-only reader, and the pipeline still runs."""
     from control_center.config import load_config
     from control_center.operations.security import accounts
-    from control_center.telemetry.tmdb import load_tmdbs
+    from control_center.telemetry.tmdb_yaml import load_tmdbs
 
     mqtt_port, influx_port = free_port(), free_port()
     config_path = _local_config(tmp_path, mqtt_port, influx_port)

@@ -19,7 +19,8 @@ from control_center.telemetry.packets import (
     PrimaryHeader,
     split_packets,
 )
-from control_center.telemetry.tmdb import PacketDef, Parameter, load_tmdb, parse_tmdb
+from control_center.telemetry.tmdb import PacketDef, Parameter
+from control_center.telemetry.tmdb_yaml import load_tmdb, parse_tmdb
 
 PROJECT = Path(__file__).resolve().parent.parent
 LANDER = PROJECT / "config/tmdb/lander.yaml"

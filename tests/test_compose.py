@@ -180,7 +180,7 @@ def test_generated_provisioning_fits_the_grafana_mounts(tmp_path: Path) -> None:
     them, and point Grafana at paths that exist inside its container."""
     dashboards = pytest.importorskip("control_center.grafana.dashboards",
                                      reason="control_center/dashboards.py not written yet")
-    from control_center.telemetry.tmdb import load_tmdbs
+    from control_center.telemetry.tmdb_yaml import load_tmdbs
 
     config = load_config(DEFAULT_CONFIG, {"ISLS_INFLUX_URL": "http://influxdb:8086"})
     dashboards.write_dashboards(dashboards.build_dashboards(config, load_tmdbs(

@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from control_center.archive.replay import import_files
+from control_center.archive.importer import import_files
 from control_center.config import Config
 from control_center.operations.servers import InfluxServer
 from control_center.telemetry.packets import PrimaryHeader, crc16

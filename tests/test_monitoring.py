@@ -9,7 +9,8 @@ import pytest
 from control_center.errors import TmdbError
 from control_center.monitoring.monitor import Monitor
 from control_center.telemetry.records import DecodedBatch
-from control_center.telemetry.tmdb import Tmdb, parse_tmdb
+from control_center.telemetry.tmdb import Tmdb
+from control_center.telemetry.tmdb_yaml import parse_tmdb
 
 SECOND = 1_000_000_000
 T0 = 1_800_000_000 * SECOND

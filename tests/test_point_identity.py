@@ -20,7 +20,8 @@ from control_center.operations.servers import InfluxServer
 from control_center.pipeline.service import IngestService, wait_subscribed
 from control_center.telemetry.codec import PacketCodec
 from control_center.telemetry.packets import CucTime
-from control_center.telemetry.tmdb import Tmdb, parse_tmdb
+from control_center.telemetry.tmdb import Tmdb
+from control_center.telemetry.tmdb_yaml import parse_tmdb
 from drivers.mqtt import make_client, raw_properties, raw_topic
 from tests.conftest import count_points, wait_for_async
 

@@ -40,12 +40,13 @@ import pytest
 from ccsdspy import PacketArray, PacketField
 from ccsdspy.converters import PolyConverter
 
-from control_center.archive.replay import import_files
+from control_center.archive.importer import import_files
 from control_center.config import Config
 from control_center.operations.servers import InfluxServer
 from control_center.pipeline.service import IngestService, wait_subscribed
 from control_center.telemetry.ccsdspy_csv import import_ccsdspy_csv
-from control_center.telemetry.tmdb import Tmdb, parse_tmdb
+from control_center.telemetry.tmdb import Tmdb
+from control_center.telemetry.tmdb_yaml import parse_tmdb
 from drivers.mqtt import make_client, raw_properties, raw_topic
 from tests.conftest import count_points, wait_for_async
 

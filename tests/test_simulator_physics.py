@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from control_center.telemetry.codec import PacketCodec
-from control_center.telemetry.tmdb import PacketDef, Parameter, Tmdb, load_tmdb
+from control_center.telemetry.tmdb import PacketDef, Parameter, Tmdb
+from control_center.telemetry.tmdb_yaml import load_tmdb
 from simulators.lander import FAULT_ONSET_S, FAULTS, LanderModel, Phase
 from simulators.orbiter import MOON_ROTATION_AT_START_DEG, OrbiterModel
 from simulators.physics import (

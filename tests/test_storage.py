@@ -16,7 +16,7 @@ from control_center.storage import contract as storage
 from control_center.storage.contract import escape_tag, format_lines, format_lines_reference
 from control_center.storage.writer import InfluxWriter
 from control_center.telemetry.records import DecodedBatch
-from control_center.telemetry.tmdb import parse_tmdb
+from control_center.telemetry.tmdb_yaml import parse_tmdb
 from tests.conftest import count_points, wait_for_async
 
 PACKET = parse_tmdb({"spacecraft": "probe", "packets": [{

@@ -10,14 +10,8 @@ import pytest
 import yaml
 
 from control_center.errors import TmdbError
-from control_center.telemetry.tmdb import (
-    Calibration,
-    Limits,
-    Tmdb,
-    load_tmdb,
-    load_tmdbs,
-    parse_tmdb,
-)
+from control_center.telemetry.tmdb import Calibration, Limits, Tmdb
+from control_center.telemetry.tmdb_yaml import load_tmdb, load_tmdbs, parse_tmdb
 
 PROJECT = Path(__file__).resolve().parent.parent
 LANDER = PROJECT / "config/tmdb/lander.yaml"

@@ -18,7 +18,8 @@ from control_center.telemetry.codec import PacketCodec
 from control_center.telemetry.decoder import Decoder
 from control_center.telemetry.packets import split_packets
 from control_center.telemetry.records import RawMessage
-from control_center.telemetry.tmdb import octet_permutation, parse_tmdb
+from control_center.telemetry.tmdb import octet_permutation
+from control_center.telemetry.tmdb_yaml import parse_tmdb
 
 
 def tmdb_of(*parameters: dict[str, Any], **packet: Any) -> dict[str, Any]:

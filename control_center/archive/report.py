@@ -27,7 +27,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from control_center.errors import IslsError
 from control_center.telemetry.decoder import Decoder
 from control_center.telemetry.records import DecodedBatch, RawMessage
 from control_center.telemetry.tmdb import Limits, PacketDef, Parameter, Tmdb
+from control_center.terminal import utc_text
 
 FIGSIZE = (10.0, 4.0)  # inches; at DPI this makes every PNG 1000 x 400 pixels
 DPI = 100
@@ -59,6 +60,11 @@ YELLOW_LINE = "goldenrod"  # pure yellow is unreadable on white
 YELLOW_MARK = "orange"
 RED = "red"
 LINE = "tab:blue"
+
+
+def _stamp(ns: int | None) -> str:
+    """Report times to the millisecond; a dash for a time the pass does not have."""
+    return utc_text(ns, milliseconds=True, missing="—")
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -388,13 +394,6 @@ def _plot(info: PassInfo, packet: PacketDef, parameter: Parameter, times: IntArr
 # ---------------------------------------------------------------- index, json
 
 
-def _utc(ns: int | None) -> str:
-    if ns is None:
-        return "—"
-    seconds, rest = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{stamp}.{rest // 1_000_000:03d} UTC"
-
 
 def _duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600.0)
@@ -435,7 +434,7 @@ def _summary_document(summary: ReportSummary) -> dict[str, Any]:
         entry["png"] = figures.png.name if figures.png is not None else None  # relative
         parameters.append(entry)
     return {
-        "pass": {**asdict(info), "start_utc": _utc(info.start_ns), "end_utc": _utc(info.end_ns),
+        "pass": {**asdict(info), "start_utc": _stamp(info.start_ns), "end_utc": _stamp(info.end_ns),
                  "duration_s": info.duration},
         "decoded_packets": dict(summary.packets_decoded),
         "decode_errors": dict(summary.decode_errors),
@@ -465,8 +464,8 @@ def _index_html(summary: ReportSummary) -> str:
     info = summary.pass_info
     rows = [
         ("pass", info.id), ("spacecraft", info.spacecraft),
-        ("start", f"{_utc(info.start_ns)} (acquisition of signal)"),
-        ("end", f"{_utc(info.end_ns)} ({'loss of signal' if info.closed else 'still open'})"),
+        ("start", f"{_stamp(info.start_ns)} (acquisition of signal)"),
+        ("end", f"{_stamp(info.end_ns)} ({'loss of signal' if info.closed else 'still open'})"),
         ("duration", _duration(info.duration)),
         ("packets", f"{info.packets} recorded, {summary.decoded} decoded"),
         ("octets", str(info.octets)),
@@ -501,7 +500,7 @@ def _index_html(summary: ReportSummary) -> str:
             f"<td>{e(f.parameter)}</td><td>{e(f.packet)}</td>"
             f"<td>{e(_limits_text(f.limits, f.unit))}</td><td class=\"n\">{f.samples}</td>"
             f'<td class="n">{f.yellow_violations}</td><td class="n">{f.red_violations}</td>'
-            f"<td>{e(_utc(f.first_violation_ns))}</td><td>{e(worst)}</td></tr>")
+            f"<td>{e(_stamp(f.first_violation_ns))}</td><td>{e(worst)}</td></tr>")
     parts += ["</table>", "<h2>Plots</h2>"]
     for f in summary.parameters:
         label = f.parameter + (f" [{f.unit}]" if f.unit else "")

@@ -19,7 +19,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import aiomqtt
@@ -27,7 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from control_center.config import MqttSettings
 from control_center.errors import IslsError
-from control_center.terminal import LiveText
+from control_center.terminal import LiveText, utc_text
 from drivers.mqtt import ALARM_COMMAND_TOPIC, TOPIC_ROOT, with_broker
 
 
@@ -62,23 +61,17 @@ async def publish_confirmed(client: aiomqtt.Client, topic: str, payload: bytes) 
                         f"not publish there; operators use the isls-operator account)")
 
 
-def _utc(ns: object) -> str:
-    if not isinstance(ns, int):
-        return ""
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%H:%M:%S")
-
-
 def render(alarms: list[dict[str, Any]]) -> str:
     if not alarms:
         return "no active alarms"
     rows = [("alarm", "severity", "state", "value", "raised (UTC)", "ack", "shelved")]
     for alarm in alarms:
         state = "returned" if alarm.get("returned") else "active"
-        shelved = _utc(alarm.get("shelved_until_ns")) if alarm.get("shelved_until_ns") else ""
+        shelved = utc_text(alarm.get("shelved_until_ns") or None, date=False)
         value = alarm.get("value")
         rows.append((str(alarm.get("alarm_id")), str(alarm.get("severity", "")).upper(), state,
                      f"{value:.3f}" if isinstance(value, float) else "",
-                     _utc(alarm.get("raised_ns")),
+                     utc_text(alarm.get("raised_ns"), date=False),
                      f"yes ({alarm.get('by')})" if alarm.get("acknowledged") else "NO",
                      f"until {shelved}" if shelved else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
