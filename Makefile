@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint typecheck unit bench clean-state
+.PHONY: setup run test test-fast lint typecheck bench clean-state
 
 setup:
 	@scripts/setup
@@ -16,8 +16,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
-	$(BIN)/python -m pytest
+# The unit tests alone (no server, no subprocess) on every core: about half a minute on
+# two, for the edit-test loop. `make test` runs everything.
+test-fast: setup
+	$(BIN)/python -m pytest -m unit -n auto -q tests/unit
 
 test: setup
 	$(BIN)/ruff check .

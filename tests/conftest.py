@@ -3,6 +3,11 @@ free loopback port with a temporary data directory, stopped at the end.
 
 Tests that write to InfluxDB use their own database (the ``database`` fixture), so they
 do not see each other's points while sharing one server.
+
+Two kinds of tests, by folder: ``tests/unit`` (pure, in-process, no server and no
+subprocess: ``make test-fast``) and ``tests/integration`` (real servers, ptys, the
+``isls`` command). Each test gets the marker of its kind automatically, and a unit test
+that asks for a server fixture is an error at collection, so the fast half stays fast.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import pytest
 
 from control_center.config import Config, MqttSettings, load_config
+from control_center.grafana.dashboards import DashboardSet, build_dashboards
 from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
 from control_center.pipeline.service import IngestService, ingest_client_id, wait_subscribed
 from control_center.telemetry.tmdb import Tmdb
@@ -64,6 +70,28 @@ def crc16_reference(data: bytes, crc: int = 0xFFFF) -> int:
     return crc
 
 
+SERVER_FIXTURES = frozenset({"mosquitto", "influxd", "database", "config"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``unit`` or ``integration`` on every test, from its folder; a unit test that needs
+    a server is a collection error naming the fixture."""
+    for item in items:
+        folder = item.path.parent.name
+        servers = sorted(SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+        if folder == "integration":
+            item.add_marker(pytest.mark.integration)
+        elif folder == "unit":
+            if servers:
+                raise pytest.UsageError(
+                    f"{item.nodeid} is a unit test but uses the server fixture(s) "
+                    f"{', '.join(servers)}: move it to tests/integration/")
+            item.add_marker(pytest.mark.unit)
+        else:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit/ or "
+                                    f"tests/integration/")
+
+
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
     server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"), free_port())
@@ -88,6 +116,19 @@ def database(influxd: InfluxServer) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def tmdbs() -> list[Tmdb]:
     return load_tmdbs([PROJECT / "config/tmdb/lander.yaml", PROJECT / "config/tmdb/orbiter.yaml"])
+
+
+@pytest.fixture(scope="session")
+def offline_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """The shipped configuration, pointing at no server and starting none: for the tests
+    that only need a ``Config`` (building dashboards, reports, security files)."""
+    return load_config(CONFIG, {"ISLS_STATE_DIR": str(tmp_path_factory.mktemp("state"))})
+
+
+@pytest.fixture(scope="module")
+def built(offline_config: Config, tmdbs: list[Tmdb]) -> DashboardSet:
+    """The dashboards built from the shipped configuration and TMDBs."""
+    return build_dashboards(offline_config, tmdbs)
 
 
 @pytest.fixture
@@ -148,7 +189,9 @@ def count_points(influxd: InfluxServer, database: str, measurement: str,
     series = result["results"][0].get("series")  # type: ignore[index]
     if not series:
         return 0
-    return int(series[0]["values"][0][1])
+    count = series[0]["values"][0][1]
+    # No point in the window: InfluxDB answers a row whose count is null, not 0.
+    return int(count) if count is not None else 0
 
 
 async def run_pipeline(config: Config, tmdbs: list[Tmdb], duration: float, speed: float, *,

@@ -15,7 +15,7 @@ import yaml
 
 from control_center.config import DEFAULT_CONFIG, load_config, parse_mqtt_url
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT / "docker-compose.yml"
 MOSQUITTO_CONF = PROJECT / "deploy" / "mosquitto.conf"
 DOCKERFILE = PROJECT / "deploy" / "Dockerfile"

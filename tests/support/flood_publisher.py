@@ -1,6 +1,6 @@
 """A flood of MQTT messages from a separate process, as fast as one client can send.
 
-    python tests/flood_publisher.py PORT TOPIC FILE
+    python tests/support/flood_publisher.py PORT TOPIC FILE
 
 FILE holds the payloads, each preceded by its length (4 octets, big endian). QoS 1,
 500 publishes in flight at a time; exits 0 once the broker has acknowledged every one.

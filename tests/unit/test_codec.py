@@ -22,7 +22,7 @@ from control_center.telemetry.packets import (
 from control_center.telemetry.tmdb import PacketDef, Parameter
 from control_center.telemetry.tmdb_yaml import load_tmdb, parse_tmdb
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 LANDER = PROJECT / "config/tmdb/lander.yaml"
 ORBITER = PROJECT / "config/tmdb/orbiter.yaml"
 # The first coarse count with TAI-UTC = 37 s (2017-01-01T00:00:00Z).

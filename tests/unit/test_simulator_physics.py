@@ -29,7 +29,7 @@ from simulators.physics import (
     wrap_deg,
 )
 
-TMDB_DIR = Path(__file__).resolve().parent.parent / "config" / "tmdb"
+TMDB_DIR = Path(__file__).resolve().parents[2] / "config" / "tmdb"
 Sample = dict[str, float | int | bool]
 Model = LanderModel | OrbiterModel
 

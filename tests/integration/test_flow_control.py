@@ -22,13 +22,13 @@ from control_center.operations.servers import InfluxServer, MosquittoServer, fre
 from control_center.pipeline.service import RECEIVE_MAXIMUM, IngestService, wait_subscribed
 from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import raw_topic
-from tests.conftest import count_points, lander_nav_messages, wait_for_async
+from tests.conftest import PROJECT, count_points, lander_nav_messages, wait_for_async
 
 MESSAGES = 30_000
 
 
 def one_packet_messages(tmdb: Tmdb, count: int) -> bytes:
-    """``count`` one-packet messages for tests/flood_publisher.py, length-prefixed."""
+    """``count`` one-packet messages for tests/support/flood_publisher.py, length-prefixed."""
     return b"".join(struct.pack(">I", len(p)) + p for p in lander_nav_messages(tmdb, count, 1))
 
 
@@ -51,7 +51,7 @@ def test_unread_messages_stay_bounded_when_the_broker_ignores_receive_maximum(
         unread: list[int] = []
         # A separate process, so that the flood is not slowed by the ingest's loop.
         publisher = await asyncio.create_subprocess_exec(
-            sys.executable, str(Path(__file__).parent / "flood_publisher.py"),
+            sys.executable, str(PROJECT / "tests" / "support" / "flood_publisher.py"),
             str(mosquitto.port), raw_topic("lander"), str(flood))
 
         def sampled() -> bool:

@@ -208,7 +208,7 @@ def test_isls_up_puts_no_secret_on_a_command_line_and_keeps_its_state_private(
     no /debug/pprof and listens on 127.0.0.1 only."""
     from control_center.config import load_config
     from control_center.telemetry.tmdb_yaml import load_tmdbs
-    from tests.test_cli import _env, _local_config
+    from tests.integration.test_cli import _env, _local_config
 
     mqtt_port, influx_port = free_port(), free_port()
     config_path = _local_config(tmp_path, mqtt_port, influx_port)

@@ -152,7 +152,7 @@ def test_hs_file_decodes_like_ccsdspy(apid: int, tmp_path: Path) -> None:
         if calibration is None:
             if row["data_type"] == "str":
                 # The octets are compared bit for bit above; the text rendering itself is
-                # checked character by character in tests/test_real_missions.py.
+                # checked character by character in tests/integration/test_real_missions.py.
                 assert values[parameter.name].tolist() == [
                     render_text(v) for v in expected.tolist()]
             continue

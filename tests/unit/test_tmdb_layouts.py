@@ -2,7 +2,7 @@
 ranges, calibrated floats, variable-length packets, another packet version.
 
 Decoding is checked against values built here independently (struct/numpy packing);
-tests/test_real_missions.py checks the same features against ccsdspy on its files.
+tests/integration/test_real_missions.py checks the same features against ccsdspy on its files.
 """
 
 from __future__ import annotations

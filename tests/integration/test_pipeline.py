@@ -215,30 +215,3 @@ def test_engineering_values_are_republished_for_live_consumers(
     # (README, "InfluxDB contract").
     assert document["time_ns"] == [1_800_000_000_000_000_000 + i * 1_000_000_000 + i
                                    for i in range(3)]
-
-
-def test_param_message_columns_as_stored(tmdbs: list[Tmdb]) -> None:
-    """Non-finite floats become null, float32 goes out as the float64 InfluxDB stores,
-    and column views (not contiguous) are written whole."""
-    import json
-
-    from control_center.pipeline.service import param_message
-    from control_center.telemetry.records import DecodedBatch
-
-    packet = tmdbs[0].packet("lander_nav")
-    wide = np.arange(8, dtype=np.int64)
-    batch = DecodedBatch(
-        spacecraft="lander", packet=packet, times_ns=np.array([5, 6, 7, 8], dtype=np.int64),
-        sequence_counts=np.arange(4, dtype=np.uint16),
-        values={"altitude": np.array([1.5, np.nan, np.inf, 0.1], dtype=np.float32),
-                "throttle": np.array([0.1 + 0.2, -0.0, 1e300, 5e-324]),
-                "radar_lock": np.array([True, False, True, False]),
-                "descent_phase": wide[::2]},
-        raw={})
-    document = json.loads(param_message(batch))
-    values = document["values"]
-    assert document["time_ns"] == [5, 6, 7, 8]
-    assert values["altitude"] == [1.5, None, None, float(np.float32(0.1))]
-    assert values["throttle"] == [0.1 + 0.2, -0.0, 1e300, 5e-324]
-    assert values["radar_lock"] == [True, False, True, False]
-    assert values["descent_phase"] == [0, 2, 4, 6]

@@ -167,7 +167,7 @@ def test_the_local_brokers_save_interval_comes_from_the_config(tmp_path: Path) -
     from control_center.config import load_config
     from control_center.errors import ConfigError
 
-    source = Path(__file__).resolve().parent.parent / "config" / "isls.toml"
+    source = Path(__file__).resolve().parents[2] / "config" / "isls.toml"
     assert load_config(source, {}).mqtt.broker_save_every == 1  # nothing acknowledged lost
     custom = tmp_path / "isls.toml"
     shutil.copytree(source.parent / "tmdb", tmp_path / "tmdb")  # the config's relative paths

@@ -17,7 +17,7 @@ from control_center.operations.servers import InfluxServer
 from control_center.telemetry.packets import PrimaryHeader, crc16
 from control_center.telemetry.tmdb import Tmdb
 from tests.conftest import CONFIG, ISLS, count_points
-from tests.test_pipeline import _good_packets
+from tests.integration.test_pipeline import _good_packets
 
 NOTHING = "nothing stored from this file"
 

@@ -13,7 +13,7 @@ from control_center.errors import TmdbError
 from control_center.telemetry.tmdb import Calibration, Limits, Tmdb
 from control_center.telemetry.tmdb_yaml import load_tmdb, load_tmdbs, parse_tmdb
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 LANDER = PROJECT / "config/tmdb/lander.yaml"
 ORBITER = PROJECT / "config/tmdb/orbiter.yaml"
 SOURCE = "craft.yaml"

@@ -1,0 +1,36 @@
+"""Helpers shared by the unit and integration tests of storage."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from control_center.telemetry.records import DecodedBatch
+from control_center.telemetry.tmdb_yaml import parse_tmdb
+
+PACKET = parse_tmdb({"spacecraft": "probe", "packets": [{
+    "name": "probe_hk", "apid": 1, "parameters": [
+        {"name": "voltage", "bit_length": 16, "type": "unsigned",
+         "calibration": {"polynomial": [0, 0.01]}},
+        {"name": "counter", "bit_length": 16, "type": "unsigned"},
+        {"name": "mode", "bit_length": 8, "type": "enum", "states": {0: "OFF", 1: "ON"}},
+        {"name": "heater", "bit_length": 8, "type": "boolean"},
+        {"name": "ratio", "bit_length": 32, "type": "float"},
+    ]}]}, "test").packets[0]
+
+
+def _batch(n: int, ratio: np.ndarray | None = None) -> DecodedBatch:
+    return DecodedBatch(
+        spacecraft="probe", packet=PACKET,
+        times_ns=np.arange(n, dtype=np.int64) * 1_000_000_000 + 1_700_000_000_000_000_000,
+        sequence_counts=np.arange(n, dtype=np.uint16),
+        values={"voltage": np.linspace(27.0, 28.0, n), "counter": np.arange(n),
+                "mode": np.arange(n) % 2, "heater": np.arange(n) % 2 == 0,
+                "ratio": np.full(n, 0.5) if ratio is None else ratio},
+        raw={})
+
+
+COLUMNAR_ROWS = 400  # above storage._COLUMNAR_MIN_ROWS
+
+
+_EDGES = [5e-324, -5e-324, 1.7976931348623157e308, 1e20, 1e16, 1e-7, -0.0, 0.1 + 0.2,
+          123456789012345678.0, 2.0**53 + 2]
