@@ -81,7 +81,8 @@ def test_values_and_onboard_point_times(probe: Tmdb) -> None:
     decoder.feed(message(hk(probe, 5, first_count=16380)))
     (batch,) = decoder.take(force=True)
     assert batch.packet.name == "probe_hk"
-    np.testing.assert_allclose(batch.values["voltage"], [10.0, 10.01, 10.02, 10.03, 10.04])
+    assert np.allclose(np.asarray(batch.values["voltage"], dtype=np.float64),
+                       [10.0, 10.01, 10.02, 10.03, 10.04])
     assert list(batch.values["mode"]) == [0, 1, 0, 1, 0]
     # Onboard time + the 14-bit sequence count in ns, which wraps after 16383.
     counts = [16380, 16381, 16382, 16383, 0]
