@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -268,23 +268,15 @@ def _check_http_url(url: str, source: str, key: str) -> str:
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate the configuration; raise :class:`ConfigError` on the first problem."""
+    """Read and validate the configuration; raise :class:`ConfigError` on the first problem.
+
+    Environment variables (``ISLS_*``) override the file; secrets come only from them.
+    Each table is read by one function below, which names file, key and reason."""
     env = dict(os.environ if environ is None else environ)
     if path is None:
         path = Path(env["ISLS_CONFIG"]) if env.get("ISLS_CONFIG") else DEFAULT_CONFIG
     source = str(path)
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(source, "(file)", "not found; pass --config PATH or set "
-                                            "ISLS_CONFIG") from None
-    except OSError as exc:
-        raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, "(file)", f"not UTF-8 text ({exc.reason} at byte "
-                                            f"{exc.start}); TOML files are UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "(file)", f"not valid TOML: {exc}") from None
+    document = _read_document(path)
     base = path.resolve().parent
 
     def resolve(value: str) -> Path:
@@ -299,36 +291,69 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     state_dir = resolve(station.string("state_dir", "../state"))
     if env.get("ISLS_STATE_DIR"):
         state_dir = Path(env["ISLS_STATE_DIR"]).resolve()
+    mqtt = _parse_mqtt(_table(document, "mqtt", source), source, env)
+    influx = _parse_influx(_table(document, "influx", source), source, env)
+    spacecraft = _parse_spacecraft(document.get("spacecraft", []), source, resolve)
+    links = tuple(_parse_links(document.get("link", []), source, {s.name for s in spacecraft}))
+    return Config(
+        source=source, state_dir=state_dir, mqtt=mqtt, influx=influx,
+        spacecraft=spacecraft,
+        ingest=_parse_ingest(_table(document, "ingest", source), source),
+        simulator=_parse_simulator(_table(document, "simulator", source), source),
+        links=links,
+        grafana=_parse_grafana(_table(document, "grafana", source), source, influx, resolve),
+        alarms=_parse_alarms(_table(document, "alarms", source), source),
+        archive=_parse_archive(_table(document, "archive", source), source),
+    )
 
-    mqtt_table = _table(document, "mqtt", source)
-    mqtt = _Reader(source, mqtt_table, "mqtt.",
+
+def _read_document(path: Path) -> dict[str, Any]:
+    source = str(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, "(file)", "not found; pass --config PATH or set "
+                                            "ISLS_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "(file)", f"not UTF-8 text ({exc.reason} at byte "
+                                            f"{exc.start}); TOML files are UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(file)", f"not valid TOML: {exc}") from None
+
+
+def _parse_mqtt(table: Mapping[str, Any], source: str, env: Mapping[str, str]) -> MqttSettings:
+    mqtt = _Reader(source, table, "mqtt.",
                    {"url", "port", "username", "shared_group", "keepalive", "password",
                     "session_expiry", "broker_save_every"})
-    if "password" in mqtt_table:
+    if "password" in table:
         raise ConfigError(source, "mqtt.password", "secrets are never read from the config "
                                                    "file; use ISLS_MQTT_URL or ISLS_MQTT_PASSWORD")
     mqtt_url = env.get("ISLS_MQTT_URL") or mqtt.string("url", "")
     mqtt_key = "ISLS_MQTT_URL" if env.get("ISLS_MQTT_URL") else "mqtt.url"
-    mqtt_settings = (parse_mqtt_url(mqtt_url, source if mqtt_key == "mqtt.url" else "environment",
-                                    mqtt_key)
-                     if mqtt_url else MqttSettings(port=mqtt.integer("port", DEFAULT_MQTT_PORT,
-                                                                     maximum=65535)))
-    username = mqtt_settings.username or (mqtt.string("username", "") or None)
-    password = mqtt_settings.password or env.get("ISLS_MQTT_PASSWORD") or None
-    mqtt_settings = replace(mqtt_settings, username=username, password=password,
-                            shared_group=mqtt.string("shared_group", ""),
-                            keepalive=mqtt.integer("keepalive", 30, minimum=5, maximum=3600),
-                            session_expiry=mqtt.integer("session_expiry", 3600, minimum=0,
-                                                        maximum=7 * 86400),
-                            broker_save_every=mqtt.integer("broker_save_every", 1, minimum=1,
-                                                           maximum=1_000_000))
+    settings = (parse_mqtt_url(mqtt_url, source if mqtt_key == "mqtt.url" else "environment",
+                               mqtt_key)
+                if mqtt_url else MqttSettings(port=mqtt.integer("port", DEFAULT_MQTT_PORT,
+                                                                maximum=65535)))
+    username = settings.username or (mqtt.string("username", "") or None)
+    password = settings.password or env.get("ISLS_MQTT_PASSWORD") or None
+    return replace(settings, username=username, password=password,
+                   shared_group=mqtt.string("shared_group", ""),
+                   keepalive=mqtt.integer("keepalive", 30, minimum=5, maximum=3600),
+                   session_expiry=mqtt.integer("session_expiry", 3600, minimum=0,
+                                               maximum=7 * 86400),
+                   broker_save_every=mqtt.integer("broker_save_every", 1, minimum=1,
+                                                  maximum=1_000_000))
 
-    influx_table = _table(document, "influx", source)
-    influx = _Reader(source, influx_table, "influx.",
+
+def _parse_influx(table: Mapping[str, Any], source: str,
+                  env: Mapping[str, str]) -> InfluxSettings:
+    influx = _Reader(source, table, "influx.",
                      {"url", "port", "database", "username", "batch_lines", "flush_interval",
                       "max_retry_delay", "concurrency", "password", "token", "spool_max_mb"})
     for secret in ("password", "token"):
-        if secret in influx_table:
+        if secret in table:
             raise ConfigError(source, f"influx.{secret}", "secrets are never read from the "
                               f"config file; set ISLS_INFLUX_{secret.upper()}")
     influx_url = env.get("ISLS_INFLUX_URL") or influx.string("url", "")
@@ -343,7 +368,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     database = env.get("ISLS_INFLUX_DB") or influx.string("database", "isls")
     if not database.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(source, "influx.database", f"{database!r}: use letters, digits, - and _")
-    influx_settings = InfluxSettings(
+    return InfluxSettings(
         url=influx_url, database=database, external=external_influx,
         username=env.get("ISLS_INFLUX_USER") or (influx.string("username", "") or None),
         password=env.get("ISLS_INFLUX_PASSWORD") or None,
@@ -355,11 +380,13 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         spool_max_mb=influx.integer("spool_max_mb", 1024, minimum=1, maximum=1 << 20),
     )
 
-    raw_spacecraft = document.get("spacecraft", [])
-    if not isinstance(raw_spacecraft, list) or not raw_spacecraft:
+
+def _parse_spacecraft(raw: Any, source: str, resolve: Callable[[str], Path]
+                      ) -> tuple[SpacecraftSettings, ...]:
+    if not isinstance(raw, list) or not raw:
         raise ConfigError(source, "spacecraft", "list at least one [[spacecraft]] table")
     spacecraft: list[SpacecraftSettings] = []
-    for index, entry in enumerate(raw_spacecraft):
+    for index, entry in enumerate(raw):
         if not isinstance(entry, dict):
             raise ConfigError(source, f"spacecraft[{index}]", "must be a table")
         reader = _Reader(source, entry, f"spacecraft[{index}].",
@@ -383,58 +410,59 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     names = [s.name for s in spacecraft]
     if len(set(names)) != len(names):
         raise ConfigError(source, "spacecraft", f"names must be unique, got {names}")
+    return tuple(spacecraft)
 
-    links = tuple(_parse_links(document.get("link", []), source, set(names)))
 
-    ingest = _Reader(source, _table(document, "ingest", source), "ingest.",
+def _parse_ingest(table: Mapping[str, Any], source: str) -> IngestSettings:
+    ingest = _Reader(source, table, "ingest.",
                      {"batch_packets", "batch_interval", "queue_messages", "publish_params"})
-    grafana_table = _table(document, "grafana", source)
-    grafana = _Reader(source, grafana_table, "grafana.",
+    return IngestSettings(
+        batch_packets=ingest.integer("batch_packets", 2000, maximum=1_000_000),
+        batch_interval=ingest.number("batch_interval", 0.1),
+        queue_messages=ingest.integer("queue_messages", 2000, maximum=1_000_000),
+        publish_params=ingest.boolean("publish_params", True),
+    )
+
+
+def _parse_simulator(table: Mapping[str, Any], source: str) -> SimulatorSettings:
+    simulator = _Reader(source, table, "simulator.", {"publish_interval", "speed"})
+    return SimulatorSettings(publish_interval=simulator.number("publish_interval", 0.1),
+                             speed=simulator.number("speed", 1.0))
+
+
+def _parse_grafana(table: Mapping[str, Any], source: str, influx: InfluxSettings,
+                   resolve: Callable[[str], Path]) -> GrafanaSettings:
+    grafana = _Reader(source, table, "grafana.",
                       {"url", "influx_url", "datasource_uid", "datasource_name",
                        "joint_folder", "agencies", "dashboards_dir"})
-    agencies_raw = grafana_table.get("agencies", {"cnsa": "CNSA", "roscosmos": "Roscosmos"})
+    agencies_raw = table.get("agencies", {"cnsa": "CNSA", "roscosmos": "Roscosmos"})
     if not isinstance(agencies_raw, dict) or not all(
             isinstance(v, str) and v for v in agencies_raw.values()):
         raise ConfigError(source, "grafana.agencies", "must be a table of agency = \"Folder\"")
-    grafana_settings = GrafanaSettings(
+    return GrafanaSettings(
         url=grafana.string("url", ""),
         dashboards_dir=resolve(grafana.string("dashboards_dir", ""))
         if grafana.string("dashboards_dir", "") else None,
-        influx_url=grafana.string("influx_url", "") or influx_settings.url,
+        influx_url=grafana.string("influx_url", "") or influx.url,
         datasource_uid=grafana.string("datasource_uid", "isls-influxdb"),
         datasource_name=grafana.string("datasource_name", "ISLS InfluxDB"),
         joint_folder=grafana.string("joint_folder", "ISLS joint"),
         agencies=tuple(sorted((str(k), str(v)) for k, v in agencies_raw.items())),
     )
-    alarms = _Reader(source, _table(document, "alarms", source), "alarms.",
-                     {"enabled", "stale_periods"})
-    alarm_settings = AlarmSettings(enabled=alarms.boolean("enabled", True),
-                                   stale_periods=alarms.number("stale_periods", 5.0))
-    archive = _Reader(source, _table(document, "archive", source), "archive.",
-                      {"enabled", "silence", "max_segment_mb"})
-    simulator_table = _Reader(source, _table(document, "simulator", source), "simulator.",
-                              {"publish_interval", "speed"})
-    return Config(
-        source=source, state_dir=state_dir, mqtt=mqtt_settings, influx=influx_settings,
-        spacecraft=tuple(spacecraft),
-        ingest=IngestSettings(
-            batch_packets=ingest.integer("batch_packets", 2000, maximum=1_000_000),
-            batch_interval=ingest.number("batch_interval", 0.1),
-            queue_messages=ingest.integer("queue_messages", 2000, maximum=1_000_000),
-            publish_params=ingest.boolean("publish_params", True),
-        ),
-        simulator=SimulatorSettings(
-            publish_interval=simulator_table.number("publish_interval", 0.1),
-            speed=simulator_table.number("speed", 1.0),
-        ),
-        links=links,
-        grafana=grafana_settings,
-        alarms=alarm_settings,
-        archive=ArchiveSettings(
-            enabled=archive.boolean("enabled", True),
-            silence=archive.number("silence", 60.0),
-            max_segment_mb=archive.integer("max_segment_mb", 256, maximum=65536),
-        ),
+
+
+def _parse_alarms(table: Mapping[str, Any], source: str) -> AlarmSettings:
+    alarms = _Reader(source, table, "alarms.", {"enabled", "stale_periods"})
+    return AlarmSettings(enabled=alarms.boolean("enabled", True),
+                         stale_periods=alarms.number("stale_periods", 5.0))
+
+
+def _parse_archive(table: Mapping[str, Any], source: str) -> ArchiveSettings:
+    archive = _Reader(source, table, "archive.", {"enabled", "silence", "max_segment_mb"})
+    return ArchiveSettings(
+        enabled=archive.boolean("enabled", True),
+        silence=archive.number("silence", 60.0),
+        max_segment_mb=archive.integer("max_segment_mb", 256, maximum=65536),
     )
 
 
