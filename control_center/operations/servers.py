@@ -171,7 +171,7 @@ def stop_child(process: subprocess.Popen[bytes], *, signum: int = signal.SIGTERM
 
 @dataclass(frozen=True, slots=True)
 class BrokerSecurity:
-    """Accounts for the local broker (``control_center/security.py`` writes the files):
+    """Accounts for the local broker (``control_center/operations/security.py`` writes the files):
     the control center's own accounts log in on the configured port, the partner
     accounts (simulators, agencies) on ``partner_port``, where a client's id is always
     its user name. No anonymous clients on either."""

@@ -52,7 +52,7 @@ log = logging.getLogger("isls.up")
 def local_servers(config: Config, tmdbs: list[Tmdb]) -> Iterator[Config]:
     """Start the servers the configuration does not name; yield the config that uses them.
 
-    When the broker accounts have passwords (``control_center/security.py``), the local
+    When the broker accounts have passwords (``operations/security.py``), the local
     broker refuses anonymous clients, checks the generated ACL, and the ingest of this
     run connects as ``isls-ingest``; simulators and agencies connect to the partner port.
 

@@ -1,4 +1,4 @@
-"""The ccsdspy CSV importer (control_center/ccsdspy_csv.py): the TMDB mapping it makes.
+"""The ccsdspy CSV importer (control_center/telemetry/ccsdspy_csv.py): the TMDB mapping it makes.
 
 Every packet definition ccsdspy ships in its wheel (``ccsdspy/tests/data/packet_def``
 and the ``hs`` data set's ``apid*/defs.csv``) must import without an error; each is
