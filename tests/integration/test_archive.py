@@ -1,4 +1,5 @@
-"""The pass archive: format, crash safety, passes; replay and import against real servers."""
+"""The archive in the running system: an ingest killed mid-pass, replay and import
+against the real servers."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Fuzzing the decoders and deframers: any input is counted and skipped, never a crash,
-and a good packet after the garbage is still decoded.
-
-The suite runs a fixed budget (ISLS_FUZZ_EXAMPLES, 150 by default, and the
-atheris harness: 20,000 runs); longer campaigns:
-
-    ISLS_FUZZ_EXAMPLES=20000 .venv/bin/pytest -q tests/unit/test_fuzz.py
-    .venv/bin/python fuzz/fuzz_decoders.py -max_total_time=600"""
+"""Fuzzing the running ingest (operator alarm commands of any bytes) and the atheris
+campaign over the decoders and deframers (fuzz/fuzz_decoders.py)."""
 
 from __future__ import annotations
 

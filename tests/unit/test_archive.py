@@ -1,4 +1,4 @@
-"""The pass archive: format, crash safety, passes; replay and import against real servers."""
+"""The pass archive on disk: record format, crash safety, passes split at silence, gaps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``isls`` command as a user runs it: real processes, real servers."""
+"""The configuration as loaded: secrets refused in the file, environment overrides."""
 
 from __future__ import annotations
 
