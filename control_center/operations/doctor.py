@@ -37,8 +37,9 @@ from control_center.config import Config, MqttSettings
 from control_center.errors import IslsError, ServerError
 from control_center.operations.security import doctor_topic, is_partner
 from control_center.operations.servers import private_directory
+from control_center.storage.posting import influx_headers
 from control_center.storage.spool import Spool
-from control_center.storage.writer import InfluxWriter, influx_headers
+from control_center.storage.writer import InfluxWriter
 from control_center.telemetry.tmdb_yaml import load_tmdbs
 from drivers.mqtt import make_client
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from control_center.storage.answers import classify
+from control_center.storage.refusals import plan_refusal
 from control_center.storage.spool import DeadLetters
-from control_center.storage.writer import classify, plan_refusal
 
 
 def test_answers_measured_on_influxd_1_6_7_are_classified() -> None:
