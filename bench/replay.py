@@ -26,6 +26,7 @@ from control_center.archive.recorder import ArchiveWriter, find_pass, iter_pass_
 from control_center.archive.replay import replay_pass
 from control_center.config import load_config
 from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
+from control_center.pipeline.alarm_stage import monitor_from_config
 from control_center.pipeline.service import IngestService, wait_subscribed
 from control_center.telemetry.tmdb_yaml import load_tmdbs
 from simulators.runner import PacketGenerator, make_model
@@ -61,7 +62,9 @@ async def run(minutes: float, work: Path) -> dict[str, float]:
         records = sum(1 for _ in iter_pass_records(find_pass(config.archive_dir, pass_id)))
 
         stop = asyncio.Event()
-        ingest = IngestService(config, tmdbs, archive=False)
+        # No archive: the replayed pass is read from it; the shipped monitor.
+        ingest = IngestService(config, tmdbs, archive=None,
+                               monitor=monitor_from_config(config, tmdbs))
         task = asyncio.create_task(ingest.run(stop))
         await wait_subscribed(ingest)
         started = time.perf_counter()

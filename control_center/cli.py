@@ -162,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tmdb = commands.add_parser("tmdb", help="telemetry database tools")
     tmdb_commands = tmdb.add_subparsers(dest="tmdb_command", required=True, metavar="ACTION")
-    check = tmdb_commands.add_parser("check", help="validate telemetry database files")
+    check = tmdb_commands.add_parser("check", help="validate telemetry database files and, "
+                                     "against them, the mission dashboard layouts "
+                                     "(dashboards/ beside the config file)")
     check.add_argument("paths", nargs="*", type=Path, help="files (default: the configured "
                        "ones)")
     imp = tmdb_commands.add_parser("import-csv", help="import a ccsdspy packet definition CSV")
@@ -190,18 +192,47 @@ def _load(args: argparse.Namespace) -> tuple[Config, list[Tmdb]]:
 
 
 def cmd_tmdb_check(args: argparse.Namespace) -> int:
-    paths: list[Path] = args.paths or load_config(args.config).tmdb_paths
+    """The telemetry databases, and the mission layouts of their spacecraft against them
+    (``dashboards/`` beside the configuration file): every problem, exit 1 if any."""
+    from control_center.config import config_file as find_config
+    from control_center.grafana.layout import MissionLayout, layout_dir, load_layouts
+
+    if args.paths:
+        paths: list[Path] = args.paths
+        # Files named: the configuration need not load, only be found for its layouts.
+        config_file = find_config(args.config)
+    else:
+        config = load_config(args.config)
+        paths, config_file = config.tmdb_paths, Path(config.source)
+    problems: list[str] = []
+    tmdbs: list[Tmdb] = []
+    layouts: tuple[MissionLayout, ...] = ()
     try:
         tmdbs = load_tmdbs(paths)
     except TmdbError as exc:
-        for problem in exc.problems:
+        problems.extend(exc.problems)
+    try:  # against the TMDBs that loaded; the layouts' own form in any case
+        layouts = load_layouts(layout_dir(config_file), tmdbs)
+    except TmdbError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        for problem in problems:
             print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
         return 1
     for tmdb in tmdbs:
         parameters = sum(len(p.parameters) for p in tmdb.packets)
         print(f"{tmdb.source}: ok: spacecraft {tmdb.spacecraft}, {len(tmdb.packets)} packets, "
               f"{parameters} parameters")
+    checked = {tmdb.spacecraft for tmdb in tmdbs}
+    for layout in layouts:
+        if layout.spacecraft in checked:
+            panels = sum(len(row.panels) for row in layout.rows)
+            print(f"{layout.source}: ok: mission dashboard of {layout.spacecraft}, "
+                  f"{len(layout.rows)} rows, {panels} panels")
+        else:
+            print(f"{layout.source}: parameters not checked: no telemetry database of "
+                  f"spacecraft {layout.spacecraft} among these")
     return 0
 
 
@@ -537,7 +568,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     # What the ingest keeps (archive, spool, alarm state, dead letters) is telemetry of
     # every agency: its owner's only, as under `isls up` (0600 files, 0700 directories).
     os.umask(PRIVATE_UMASK)
-    service = IngestService(config, tmdbs)
+    service = IngestService.from_config(config, tmdbs)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -267,14 +267,22 @@ def _check_http_url(url: str, source: str, key: str) -> str:
     return url.rstrip("/")
 
 
+def config_file(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Which configuration file a command reads: ``--config``, else ``ISLS_CONFIG``, else
+    the shipped ``config/isls.toml``."""
+    env = os.environ if environ is None else environ
+    if path is not None:
+        return path
+    return Path(env["ISLS_CONFIG"]) if env.get("ISLS_CONFIG") else DEFAULT_CONFIG
+
+
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate the configuration; raise :class:`ConfigError` on the first problem.
 
     Environment variables (``ISLS_*``) override the file; secrets come only from them.
     Each table is read by one function below, which names file, key and reason."""
     env = dict(os.environ if environ is None else environ)
-    if path is None:
-        path = Path(env["ISLS_CONFIG"]) if env.get("ISLS_CONFIG") else DEFAULT_CONFIG
+    path = config_file(path, env)
     source = str(path)
     document = _read_document(path)
     base = path.resolve().parent

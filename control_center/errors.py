@@ -30,6 +30,15 @@ class TmdbError(IslsError):
         super().__init__("\n".join(problems))
 
 
+class LayoutError(TmdbError):
+    """A mission dashboard layout (``config/dashboards/*.yaml``) is malformed, or names what
+    its spacecraft's TMDB does not have.
+
+    A :class:`TmdbError` because a layout is checked together with its telemetry
+    database (``isls tmdb check``), and every command reports its problems as it
+    reports the TMDB's: one line each."""
+
+
 class ServerError(IslsError):
     """A broker or database could not be started or reached."""
 

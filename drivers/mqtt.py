@@ -9,7 +9,9 @@ Contract (README, "MQTT contract"):
 ``isls/<spacecraft>/tm/param``
     QoS 0. JSON engineering values for live consumers, one message per decoded batch.
 
-aiomqtt is the maintained successor of asyncio-mqtt (the same project, renamed).
+aiomqtt is the maintained successor of asyncio-mqtt (the same project, renamed). What
+it does not expose (manual acknowledgement, pausing the socket reader) is reached only
+through drivers/paho_adapter.py.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from control_center.config import MqttSettings
 from control_center.errors import IslsError
 from control_center.telemetry.records import RawMessage
+from drivers.paho_adapter import GatedClient, enable_manual_ack
 
 log = logging.getLogger("isls.mqtt")
 
@@ -178,80 +181,6 @@ def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
                       topic=message.topic.value, properties=tuple(user_properties))
 
 
-class GatedClient(aiomqtt.Client):
-    """An aiomqtt client that stops reading its socket while ``read_limit`` received
-    messages wait unread, and reads on once the reader has taken them down to half.
-
-    Why: the broker is meant to send at most Receive Maximum unacknowledged messages,
-    but Mosquitto 2.0.11 sends more once acknowledgements flow (2,388 outstanding at
-    100, FACTS.md), and aiomqtt queues whatever paho reads, without bound. Not reading
-    the socket is the one bound the broker cannot override: TCP flow control pushes the
-    backlog back into the broker's queue for this session, where it waits.
-
-    aiomqtt 2.5 keeps its socket reader as a closure: ``_on_socket_open`` below is its
-    own (aiomqtt/client.py, ``Client._on_socket_open``), keeping a reference to the
-    reader so that it can be removed and added again.
-    """
-
-    def __init__(self, *args: Any, read_limit: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.read_limit = read_limit
-        self.paused = 0  # times reading was paused (figures for tests and health)
-        self._reader: Callable[[], None] | None = None
-        self._reader_fd = -1
-        self._reading = False
-
-    def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
-        def callback() -> None:
-            try:
-                while True:
-                    client.loop_read()
-                    if hasattr(client._sock, "pending") and client._sock.pending() > 0:
-                        continue
-                    break
-            except Exception as exc:
-                if not self._disconnected.done():
-                    self._disconnected.set_exception(exc)
-
-        def create_misc_task() -> None:
-            self._misc_task = self._loop.create_task(self._misc_loop())
-
-        def start_reading() -> None:
-            self._reader, self._reader_fd = callback, sock.fileno()
-            self._resume()
-
-        self._loop.call_soon_threadsafe(start_reading)
-        self._loop.call_soon_threadsafe(create_misc_task)
-
-    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
-        super()._on_socket_close(client, userdata, sock)  # removes the reader
-        self._reading = False
-        self._reader, self._reader_fd = None, -1
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        super()._on_message(client, userdata, message)
-        if self._reading and self._queue.qsize() >= self.read_limit:
-            self._loop.remove_reader(self._reader_fd)
-            self._reading = False
-            self.paused += 1
-            # A paused client cannot read the broker's PINGRESP, and paho drops a
-            # connection whose PINGRESP does not come within the keepalive: read again
-            # for a moment every half keepalive (the next message over the limit
-            # pauses it again), so a long stall never costs the session a reconnect.
-            keepalive = max(1.0, float(getattr(client, "_keepalive", 60)) / 2)
-            self._loop.call_later(keepalive, self._resume)
-
-    def _resume(self) -> None:
-        if not self._reading and self._reader is not None and self._reader_fd >= 0:
-            self._loop.add_reader(self._reader_fd, self._reader)
-            self._reading = True
-
-    def taken(self) -> None:
-        """The reader took a message: read the socket again once half the limit waits."""
-        if not self._reading and self._queue.qsize() <= self.read_limit // 2:
-            self._resume()
-
-
 def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = True,
                 session_expiry: int = 0, max_queued_incoming: int | None = None,
                 receive_maximum: int = 0, manual_ack: bool = False,
@@ -259,11 +188,13 @@ def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = 
     """An MQTT 5 client for ``settings``; the connection opens in ``async with``.
 
     ``manual_ack`` with ``receive_maximum``: the client acknowledges a QoS 1 message only
-    when ``ack(client, message)`` is called, and the broker sends at most
+    when ``ack(client, message)`` (drivers.paho_adapter) is called, and the broker sends at most
     ``receive_maximum`` unacknowledged ones; the rest wait at the broker. That is the
     ingest's backpressure: it acknowledges what it has taken in, so a slow pipeline
     slows the broker's delivery instead of filling memory (aiomqtt alone would read the
     socket and acknowledge everything, however far behind its reader is).
+    ``read_limit``: a :class:`~drivers.paho_adapter.GatedClient` that stops reading its
+    socket while that many received messages wait unread.
     """
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     if session_expiry:
@@ -281,15 +212,8 @@ def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = 
     client = GatedClient(**options, read_limit=read_limit) if read_limit \
         else aiomqtt.Client(**options)
     if manual_ack:
-        # aiomqtt has no switch for it; paho, underneath, does.
-        client._client.manual_ack_set(True)
+        enable_manual_ack(client)
     return client
-
-
-def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-    """Acknowledge a message received by a ``manual_ack`` client (no-op for QoS 0)."""
-    if message.qos:
-        client._client.ack(message.mid, message.qos)
 
 
 async def with_reconnect(name: str, settings: MqttSettings,

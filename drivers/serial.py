@@ -21,7 +21,8 @@ import serial
 import serial_asyncio_fast
 
 from control_center.config import LinkSettings
-from drivers.cobs import CobsDeframer
+from drivers.cobs import CobsDeframer, CobsStats
+from drivers.link import LinkStatus
 from drivers.tm_frames import TmDeframer
 
 log = logging.getLogger("isls.serial")
@@ -31,7 +32,8 @@ PacketSink = Callable[[str, bytes, int], Awaitable[None]]  # spacecraft, packets
 
 @dataclass(slots=True)
 class LinkState:
-    """What ``isls link status`` shows for one link."""
+    """The serial reader's own counts of one link (:meth:`SerialLinkSource.snapshot`
+    reports them with the deframer's)."""
 
     name: str
     spacecraft: str
@@ -55,7 +57,8 @@ class LinkState:
 
 
 class SerialLinkSource:
-    """Reads one configured link until stopped, reopening the device as needed."""
+    """Reads one configured link until stopped, reopening the device as needed: a
+    :class:`drivers.link.LinkSource`."""
 
     def __init__(self, settings: LinkSettings, sink: PacketSink, *,
                  max_delay: float = 5.0,
@@ -157,30 +160,34 @@ class SerialLinkSource:
         for spacecraft, packets in by_spacecraft.items():
             await self.sink(spacecraft, b"".join(packets), receive_ns)
 
-    def snapshot(self) -> dict[str, object]:
-        """Link statistics as plain values, for InfluxDB and the link topic."""
-        figures: dict[str, object] = {
-            "link": self.settings.name, "spacecraft": self.settings.spacecraft,
-            "device": self.settings.device, "framing": self.settings.framing,
-            "connected": self.state.connected, "reopens": self.state.reopens,
-            "octets": self.state.octets, "bit_rate": round(self.state.bit_rate, 1),
-            "unrouted_packets": self.state.unrouted_packets,
-        }
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def spacecraft(self) -> str:
+        return self.settings.spacecraft
+
+    def snapshot(self) -> LinkStatus:
+        """The link's status and counts now, for InfluxDB and the link topic."""
         if self.tm is not None:
-            stats = self.tm.stats
-            figures.update({
-                "locked": stats.locked, "frames_good": stats.frames_good,
-                "frames_bad": stats.frames_bad, "frames_gap": stats.frames_gap,
-                "sync_losses": stats.sync_losses, "packets": stats.packets,
-                "packets_dropped": stats.packets_dropped,
-                "last_frame_ns": stats.last_frame_ns,
-            })
-        elif self.cobs is not None:
-            cobs = self.cobs.stats
-            figures.update({
-                "locked": self.state.connected and cobs.frames_good > 0,
-                "frames_good": cobs.frames_good, "frames_bad": cobs.frames_bad,
-                "frames_gap": 0, "sync_losses": 0, "packets": cobs.frames_good,
-                "packets_dropped": cobs.frames_bad, "last_frame_ns": None,
-            })
-        return figures
+            tm = self.tm.stats
+            locked, frames_good, frames_bad = tm.locked, tm.frames_good, tm.frames_bad
+            frames_gap, sync_losses, packets = tm.frames_gap, tm.sync_losses, tm.packets
+            packets_dropped, last_frame_ns = tm.packets_dropped, tm.last_frame_ns
+        else:
+            # COBS has no frame counter nor sync marker: every good frame is a packet.
+            cobs = self.cobs.stats if self.cobs is not None else CobsStats()
+            locked = self.state.connected and cobs.frames_good > 0
+            frames_good, frames_bad, frames_gap, sync_losses = \
+                cobs.frames_good, cobs.frames_bad, 0, 0
+            packets, packets_dropped, last_frame_ns = cobs.frames_good, cobs.frames_bad, None
+        return LinkStatus(
+            link=self.settings.name, spacecraft=self.settings.spacecraft,
+            device=self.settings.device, framing=self.settings.framing,
+            connected=self.state.connected, reopens=self.state.reopens,
+            octets=self.state.octets, bit_rate=round(self.state.bit_rate, 1),
+            unrouted_packets=self.state.unrouted_packets, locked=locked,
+            frames_good=frames_good, frames_bad=frames_bad, frames_gap=frames_gap,
+            sync_losses=sync_losses, packets=packets, packets_dropped=packets_dropped,
+            last_frame_ns=last_frame_ns)

@@ -200,7 +200,7 @@ async def run_pipeline(config: Config, tmdbs: list[Tmdb], duration: float, speed
     """The live chain for ``duration`` wall seconds: an ingest, and a simulator per
     telemetry database at ``speed``; returns once the ingest has stored everything."""
     stop = asyncio.Event()
-    ingest = IngestService(config, tmdbs)
+    ingest = IngestService.from_config(config, tmdbs)
     ingest_task = asyncio.create_task(ingest.run(stop))
     await wait_subscribed(ingest)
     simulators = [

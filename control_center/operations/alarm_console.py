@@ -18,16 +18,15 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
 import aiomqtt
-from paho.mqtt.reasoncodes import ReasonCode
 
 from control_center.config import MqttSettings
 from control_center.errors import IslsError
 from control_center.terminal import LiveText, utc_text
 from drivers.mqtt import ALARM_COMMAND_TOPIC, TOPIC_ROOT, with_broker
+from drivers.paho_adapter import account_name, publish_refusals
 
 
 async def publish_confirmed(client: aiomqtt.Client, topic: str, payload: bytes) -> None:
@@ -36,27 +35,13 @@ async def publish_confirmed(client: aiomqtt.Client, topic: str, payload: bytes) 
     The broker answers a publish the account may not make (its ACL) with PUBACK reason
     code 0x87 "not authorized" (MQTT 5 §3.4.2.1) and drops the message; aiomqtt 2.5
     returns from ``publish`` as if it had been accepted, but paho, underneath, passes
-    the reason code to ``on_publish``, which is watched here for this one message."""
-    paho = client._client
-    refused: list[ReasonCode] = []
-    aiomqtt_on_publish: Callable[..., None] | None = paho.on_publish
-
-    def on_publish(paho_client: Any, userdata: Any, mid: int, reason_code: ReasonCode,
-                   properties: Any) -> None:
-        if isinstance(reason_code, ReasonCode) and reason_code.is_failure:
-            refused.append(reason_code)
-        if aiomqtt_on_publish is not None:
-            aiomqtt_on_publish(paho_client, userdata, mid, reason_code, properties)
-
-    paho.on_publish = on_publish
-    try:
+    the reason code on (:func:`drivers.paho_adapter.publish_refusals`)."""
+    with publish_refusals(client) as refused:
         await client.publish(topic, payload, qos=1)
-    finally:
-        paho.on_publish = aiomqtt_on_publish
     if refused:
         reason = str(refused[0].getName()).lower()
-        account = client._client._username
-        who = f"account {account.decode()!r}" if isinstance(account, bytes) else "this account"
+        account = account_name(client)
+        who = f"account {account!r}" if account is not None else "this account"
         raise IslsError(f"the broker refused the command on {topic}: {reason} ({who} may "
                         f"not publish there; operators use the isls-operator account)")
 

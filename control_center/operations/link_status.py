@@ -8,44 +8,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 import aiomqtt
 
 from control_center.config import MqttSettings
 from control_center.terminal import LiveText
+from drivers.link import LinkStatus
 from drivers.mqtt import TOPIC_ROOT, with_broker
 
 COLUMNS = ("link", "spacecraft", "state", "frames good", "bad", "gaps", "sync losses",
            "bit rate", "last frame")
 
 
-def _state(figures: dict[str, Any]) -> str:
-    if not figures.get("connected"):
+def _state(status: LinkStatus) -> str:
+    if not status.connected:
         return "NO DEVICE"
-    return "LOCKED" if figures.get("locked") else "SEARCHING"
+    return "LOCKED" if status.locked else "SEARCHING"
 
 
-def _last_frame(figures: dict[str, Any]) -> str:
-    last = figures.get("last_frame_ns")
-    if not isinstance(last, int):
+def _last_frame(status: LinkStatus) -> str:
+    last = status.last_frame_ns
+    if last is None:
         return "never"
     stamp = datetime.fromtimestamp(last / 1e9, UTC).strftime("%H:%M:%S")
     return f"{stamp} ({max(0.0, time.time() - last / 1e9):.1f} s ago)"
 
 
-def render(links: dict[tuple[str, str], dict[str, Any]]) -> str:
+def render(links: dict[tuple[str, str], LinkStatus]) -> str:
     rows = [COLUMNS]
-    for (_, _), figures in sorted(links.items()):
+    for (_, _), status in sorted(links.items()):
         rows.append((
-            str(figures.get("link")), str(figures.get("spacecraft")), _state(figures),
-            str(figures.get("frames_good", 0)), str(figures.get("frames_bad", 0)),
-            str(figures.get("frames_gap", 0)), str(figures.get("sync_losses", 0)),
-            f"{float(figures.get('bit_rate', 0.0)) / 1000:.1f} kbit/s", _last_frame(figures),
+            status.link, status.spacecraft, _state(status), str(status.frames_good),
+            str(status.frames_bad), str(status.frames_gap), str(status.sync_losses),
+            f"{status.bit_rate / 1000:.1f} kbit/s", _last_frame(status),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
@@ -55,7 +54,7 @@ def render(links: dict[tuple[str, str], dict[str, Any]]) -> str:
 
 async def link_status(mqtt: MqttSettings, *, once: bool, wait: float = 3.0,
                       out: TextIO = sys.stdout) -> int:
-    links: dict[tuple[str, str], dict[str, Any]] = {}
+    links: dict[tuple[str, str], LinkStatus] = {}
     view = LiveText(out)
 
     async def session(client: aiomqtt.Client) -> int:
@@ -68,11 +67,11 @@ async def link_status(mqtt: MqttSettings, *, once: bool, wait: float = 3.0,
             with contextlib.suppress(TimeoutError):
                 message = await asyncio.wait_for(anext(messages), timeout)
                 try:
-                    figures = json.loads(message.payload if isinstance(message.payload, bytes)
-                                         else b"{}")
-                    links[(str(figures["spacecraft"]), str(figures["link"]))] = figures
+                    status = LinkStatus.from_json(message.payload if isinstance(
+                        message.payload, bytes) else b"{}")
+                    links[(status.spacecraft, status.link)] = status
                 except (ValueError, KeyError, TypeError):
-                    pass
+                    pass  # not a link status: another publisher's, or a garbled one
                 if once and links and time.monotonic() < deadline:
                     # Retained states arrive together; give the rest a moment.
                     next_draw = min(next_draw, time.monotonic() + 0.3)

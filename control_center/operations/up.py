@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from control_center.config import Config, LinkSettings
+from control_center.errors import LayoutError
 from control_center.operations.security import (
     INGEST,
     account_settings,
@@ -129,13 +130,12 @@ class StatusDisplay:
                              + ("  ALARM: SPOOL FULL, the broker holds the rest"
                                 if writer.spool_full else ""))
         for link in self.ingest.links:
-            figures = link.snapshot()
-            state = "LOCKED" if figures.get("locked") else (
-                "SEARCHING" if figures.get("connected") else "NO DEVICE")
+            status = link.snapshot()
+            state = "LOCKED" if status.locked else (
+                "SEARCHING" if status.connected else "NO DEVICE")
             lines.append(f"  link {link.settings.name:<5} {state:<9} frames good "
-                         f"{figures.get('frames_good', 0)}, bad {figures.get('frames_bad', 0)},"
-                         f" gaps {figures.get('frames_gap', 0)}, "
-                         f"{float(str(figures.get('bit_rate', 0.0))) / 1000:.1f} kbit/s")
+                         f"{status.frames_good}, bad {status.frames_bad},"
+                         f" gaps {status.frames_gap}, {status.bit_rate / 1000:.1f} kbit/s")
         lines.append(f"  errors     {errors}")
         return lines
 
@@ -196,7 +196,7 @@ async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        ingest = IngestService(config, tmdbs)
+        ingest = IngestService.from_config(config, tmdbs)
         ingest_task = asyncio.create_task(ingest.run(stop), name="ingest")
         await wait_subscribed(ingest)
         by_name = {t.spacecraft: t for t in tmdbs}
@@ -254,6 +254,10 @@ def refresh_dashboards(config: Config, tmdbs: list[Tmdb], out_dir: Path) -> None
                          influx_auth=influx_auth(config))
     except OSError as exc:  # a read-only checkout must not stop the control center
         log.warning("dashboards not refreshed in %s: %s", out_dir, exc)
+    except LayoutError as exc:  # nor a layout naming a parameter the TMDB lost
+        log.warning("dashboards not refreshed in %s: %d layout problem(s) (isls tmdb check "
+                    "lists them):\n  %s", out_dir, len(exc.problems),
+                    "\n  ".join(exc.problems))
 
 
 def up(config: Config, tmdbs: list[Tmdb], *, duration: float | None, simulate: bool = True,

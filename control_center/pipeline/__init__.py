@@ -1,2 +1,2 @@
-"""The ingest process: sources (MQTT, serial links) → decode → monitor → store and
-publish, wired by a thin service."""
+"""The ingest process: sources (MQTT, serial links) → decode and store → alarms, with a
+publisher to the broker and health reports, wired by a thin service (service.py)."""

@@ -24,9 +24,10 @@ import polars as pl
 
 from control_center.monitoring.alarms import AlarmChange
 from control_center.monitoring.monitor import Event
-from control_center.storage.writer import WriterStats
+from control_center.storage.health import WriterStats
 from control_center.telemetry.decoder import IngestStats
 from control_center.telemetry.records import DecodedBatch
+from drivers.link import LinkStatus
 
 ALARMS_MEASUREMENT = "alarms"
 EVENTS_MEASUREMENT = "events"
@@ -196,28 +197,20 @@ def event_line(event: Event) -> str:
             f"value={_string(event.value)} {event.time_ns}\n")
 
 
-_LINK_FIELDS = ("connected", "locked", "frames_good", "frames_bad", "frames_gap",
-                "sync_losses", "packets", "packets_dropped", "octets", "bit_rate", "reopens",
-                "unrouted_packets")
-
-
-def link_line(figures: dict[str, object], now_ns: int) -> str:
-    """One ``link`` point: tags spacecraft and link, a field per statistic."""
-    fields: list[str] = []
-    for name in _LINK_FIELDS:
-        value = figures.get(name)
-        if isinstance(value, bool):
-            fields.append(f"{name}={'true' if value else 'false'}")
-        elif isinstance(value, int):
-            fields.append(f"{name}={value}i")
-        elif isinstance(value, float):
-            fields.append(f"{name}={value!r}")
-    last = figures.get("last_frame_ns")
-    if isinstance(last, int):
-        fields.append(f"last_frame_age={max(0.0, (now_ns - last) / 1e9)!r}")
-    return (f"link,link={escape_tag(str(figures['link']))},"
-            f"spacecraft={escape_tag(str(figures['spacecraft']))} {','.join(fields)} {now_ns}\n")
-
+def link_line(status: LinkStatus, now_ns: int) -> str:
+    """One ``link`` point: tags spacecraft and link, a field per figure, and the age of
+    the last good frame (none for a link that has no frame times: COBS)."""
+    true_false = {True: "true", False: "false"}
+    fields = [f"connected={true_false[status.connected]}", f"locked={true_false[status.locked]}",
+              f"frames_good={status.frames_good}i", f"frames_bad={status.frames_bad}i",
+              f"frames_gap={status.frames_gap}i", f"sync_losses={status.sync_losses}i",
+              f"packets={status.packets}i", f"packets_dropped={status.packets_dropped}i",
+              f"octets={status.octets}i", f"bit_rate={status.bit_rate!r}",
+              f"reopens={status.reopens}i", f"unrouted_packets={status.unrouted_packets}i"]
+    if status.last_frame_ns is not None:
+        fields.append(f"last_frame_age={max(0.0, (now_ns - status.last_frame_ns) / 1e9)!r}")
+    return (f"link,link={escape_tag(status.link)},spacecraft={escape_tag(status.spacecraft)} "
+            f"{','.join(fields)} {now_ns}\n")
 
 
 def health_line(identifier: str, stats: IngestStats, waiting: int, unread: int,

@@ -38,12 +38,10 @@ from control_center.storage.bodies import MAX_BODY_BYTES
 from control_center.storage.delivery import Delivery
 from control_center.storage.durability import Acknowledgements
 from control_center.storage.health import WriterHealth, WriterStats
-from control_center.storage.posting import InfluxHttp, influx_headers
+from control_center.storage.posting import InfluxHttp
 from control_center.storage.spool import DeadLetters, Spool
 from control_center.storage.storing import BatchStore
 
-# Imported from here by the pipeline, the contract and the tests until they move.
-__all__ = ["MAX_BODY_BYTES", "InfluxWriter", "WriterStats", "influx_headers"]
 
 class InfluxWriter:
     """Batches line protocol and posts it to ``/write``, up to ``concurrency`` at once.

@@ -36,7 +36,7 @@ def test_thruster_fault_alarm_lifecycle(config: Config, tmdbs: list[Tmdb],
 
     async def scenario() -> tuple[list[dict[str, object]], str, IngestService]:
         stop = asyncio.Event()
-        ingest = IngestService(config, tmdbs)
+        ingest = IngestService.from_config(config, tmdbs)
         task = asyncio.create_task(ingest.run(stop))
         await wait_subscribed(ingest)
         published: list[dict[str, object]] = []

@@ -86,7 +86,7 @@ async def _live_run(config: Config, tmdbs: list[Tmdb]) -> IngestService:
 async def _replay(config: Config, tmdbs: list[Tmdb], pass_id: str, expected: int,
                   **options: object) -> None:
     stop = asyncio.Event()
-    ingest = IngestService(config, tmdbs)
+    ingest = IngestService.from_config(config, tmdbs)
     task = asyncio.create_task(ingest.run(stop))
     await wait_subscribed(ingest)
     await replay_pass(config, pass_id, show_progress=False, **options)  # type: ignore[arg-type]

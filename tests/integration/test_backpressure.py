@@ -13,7 +13,9 @@ from pathlib import Path
 
 from control_center.config import Config
 from control_center.operations.servers import InfluxServer, free_port
-from control_center.pipeline.service import RECEIVE_MAXIMUM, IngestService, wait_subscribed
+from control_center.pipeline.alarm_stage import monitor_from_config
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.pipeline.sources import RECEIVE_MAXIMUM
 from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client, raw_topic
 from tests.conftest import count_points, lander_nav_messages, wait_for_async
@@ -39,7 +41,8 @@ def test_a_stalled_database_holds_the_backlog_at_the_broker(
 
         async def scenario() -> IngestService:
             stop = asyncio.Event()
-            ingest = IngestService(settings, tmdbs, archive=False)
+            ingest = IngestService(settings, tmdbs, archive=None,
+                                   monitor=monitor_from_config(settings, tmdbs))
             task = asyncio.create_task(ingest.run(stop))
             await wait_subscribed(ingest)
             os.kill(pid, signal.SIGSTOP)  # InfluxDB hangs: writes neither succeed nor fail

@@ -112,7 +112,7 @@ def test_an_agency_cannot_use_the_ingests_client_id(
     another's)."""
     _broker, config, env = locked_broker
     ingest_settings = account_settings(config, INGEST, env)
-    identifier = IngestService(config, tmdbs, archive=False, monitor=False).identifier
+    identifier = IngestService(config, tmdbs, archive=None, monitor=None).identifier
     cnsa = account_settings(config, agency_account("cnsa"), env)  # reads the orbiter
     simulators = {sc: account_settings(config, simulator_account(sc), env)
                   for sc in ("lander", "orbiter")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import textwrap
@@ -161,6 +162,49 @@ def test_tmdb_check_reports_every_error_with_file_packet_parameter(tmp_path: Pat
     assert f"{bad}: packet 'rover_hk' parameter 'current': overlaps parameter 'voltage'" \
         in result.stderr
     assert "'mode'" in result.stderr and "type must be one of" in result.stderr
+
+
+def test_tmdb_check_passes_the_shipped_mission_layouts() -> None:
+    result = subprocess.run([*ISLS, "tmdb", "check"], env=_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for spacecraft in ("lander", "orbiter"):
+        assert f"{PROJECT / 'config/dashboards' / spacecraft}.yaml: ok: mission dashboard " \
+               f"of {spacecraft}" in result.stdout
+
+
+def test_tmdb_check_fails_a_layout_naming_an_unknown_parameter(tmp_path: Path) -> None:
+    """A configuration copied elsewhere: its layouts are the ones beside it."""
+    shutil.copytree(PROJECT / "config", tmp_path / "config")
+    layout = tmp_path / "config" / "dashboards" / "orbiter.yaml"
+    layout.write_text(layout.read_text().replace("parameters: [relay_range]",
+                                                 "parameters: [relay_rang]"))
+    result = subprocess.run([*ISLS, "--config", str(tmp_path / "config" / "isls.toml"),
+                             "tmdb", "check"], env=_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1, result.stdout
+    assert f"{layout}: row 'Relay link to the lander' panel 'Relay range': parameter " \
+           f"'relay_rang' is not in packet 'orbiter_relay' of " \
+           f"{tmp_path / 'config/tmdb/orbiter.yaml'} (did you mean 'relay_range'?)\n" \
+           "1 problem(s) found\n" == result.stderr
+
+
+def test_tmdb_check_fails_a_tmdb_copy_that_renames_a_parameter_a_layout_shows(
+        tmp_path: Path) -> None:
+    """Checking an edited copy of a TMDB checks the configured layouts against it."""
+    copy = tmp_path / "lander.yaml"
+    copy.write_text((PROJECT / "config/tmdb/lander.yaml").read_text()
+                    .replace("name: bus_voltage\n", "name: bus_volts\n")
+                    .replace("expression: bus_voltage *", "expression: bus_volts *"))
+    result = subprocess.run([*ISLS, "tmdb", "check", str(copy)], env=_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout
+    assert f"{PROJECT / 'config/dashboards/lander.yaml'}: row 'Power' panel 'Bus voltage': " \
+           f"parameter 'bus_voltage' is not in packet 'lander_power' of {copy} " \
+           "(did you mean 'bus_volts'?)" in result.stderr
+    original = subprocess.run([*ISLS, "tmdb", "check", str(PROJECT / "config/tmdb/lander.yaml")],
+                              env=_env(), capture_output=True, text=True, timeout=60)
+    assert original.returncode == 0, original.stderr
 
 
 def test_bad_config_names_file_key_and_reason(tmp_path: Path) -> None:

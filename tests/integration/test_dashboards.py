@@ -25,17 +25,14 @@ from typing import Any
 import pytest
 
 from control_center.config import Config
-from control_center.grafana.dashboards import (
-    HEALTH_FIELDS,
-    HEALTH_UID,
-    DashboardSet,
-    build_dashboards,
-)
+from control_center.grafana.dashboards import DashboardSet, build_dashboards
+from control_center.grafana.health import HEALTH_FIELDS, HEALTH_UID
 from control_center.monitoring.alarms import AlarmManager
 from control_center.monitoring.monitor import Event
 from control_center.operations.servers import InfluxServer
 from control_center.storage.contract import alarm_line, event_line, link_line
 from control_center.telemetry.tmdb import Tmdb
+from drivers.link import LinkStatus
 from tests.conftest import run_pipeline
 from tests.support.dashboards import START_NS, _health, targets
 
@@ -95,12 +92,12 @@ def _link_lines(seconds: int) -> list[str]:
     lines = []
     for i in range(seconds):
         now = START_NS + i * 1_000_000_000
-        lines.append(link_line({
-            "link": "orbiter-bench", "spacecraft": "orbiter", "connected": True,
-            "locked": i > 1, "frames_good": 12 * i, "frames_bad": i // 3, "frames_gap": i // 4,
-            "sync_losses": i // 5, "packets": 40 * i, "packets_dropped": 0,
-            "octets": 1115 * 12 * i, "bit_rate": 107_040.0, "reopens": 0,
-            "last_frame_ns": now - 80_000_000}, now))
+        lines.append(link_line(LinkStatus(
+            link="orbiter-bench", spacecraft="orbiter", device="", framing="tm",
+            connected=True, locked=i > 1, frames_good=12 * i, frames_bad=i // 3,
+            frames_gap=i // 4, sync_losses=i // 5, packets=40 * i, packets_dropped=0,
+            octets=1115 * 12 * i, bit_rate=107_040.0, reopens=0, unrouted_packets=0,
+            last_frame_ns=now - 80_000_000), now))
     return lines
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from control_center.config import Config
 from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
-from control_center.pipeline.service import RECEIVE_MAXIMUM, IngestService, wait_subscribed
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.pipeline.sources import RECEIVE_MAXIMUM
 from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import raw_topic
 from tests.conftest import PROJECT, count_points, lander_nav_messages, wait_for_async
@@ -45,7 +46,7 @@ def test_unread_messages_stay_bounded_when_the_broker_ignores_receive_maximum(
 
     async def scenario() -> tuple[IngestService, list[int]]:
         stop = asyncio.Event()
-        ingest = IngestService(config, tmdbs, archive=False, monitor=False)
+        ingest = IngestService(config, tmdbs, archive=None, monitor=None)
         task = asyncio.create_task(ingest.run(stop))
         await wait_subscribed(ingest)
         unread: list[int] = []

@@ -26,7 +26,7 @@ def test_alarm_commands_of_any_bytes_are_counted(config: object, tmdbs: list[Tmd
     from control_center.config import Config
 
     assert isinstance(config, Config)
-    service = IngestService(config, tmdbs, archive=False, monitor=False)
+    service = IngestService(config, tmdbs, archive=None, monitor=None)
     service._command(payload)
     try:
         valid = isinstance(json.loads(payload), dict)

@@ -93,7 +93,7 @@ def _good_packets(tmdb: Tmdb, packet_name: str, count: int, first: int) -> list[
 async def _publish_and_ingest(config: Config, tmdbs: list[Tmdb],
                               payloads: list[tuple[str, bytes]]) -> IngestService:
     stop = asyncio.Event()
-    ingest = IngestService(config, tmdbs)
+    ingest = IngestService.from_config(config, tmdbs)
     task = asyncio.create_task(ingest.run(stop))
     await wait_subscribed(ingest)
     async with make_client(config.mqtt, "test-publisher") as client:
@@ -143,7 +143,7 @@ def test_ingest_waits_for_an_unreachable_broker_and_reports_it(
 
     async def scenario() -> None:
         stop = asyncio.Event()
-        ingest = IngestService(unreachable, tmdbs, drain_limit=0.5)
+        ingest = IngestService.from_config(unreachable, tmdbs, drain_limit=0.5)
         task = asyncio.create_task(ingest.run(stop))
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(ingest.ready.wait(), 1.5)
@@ -162,8 +162,8 @@ def test_two_ingests_share_the_load_without_duplicates(
 
     async def scenario() -> tuple[int, int, int]:
         stop = asyncio.Event()
-        first = IngestService(config, tmdbs, identifier="ingest-a")
-        second = IngestService(config, tmdbs, identifier="ingest-b")
+        first = IngestService.from_config(config, tmdbs, identifier="ingest-a")
+        second = IngestService.from_config(config, tmdbs, identifier="ingest-b")
         tasks = [asyncio.create_task(s.run(stop)) for s in (first, second)]
         await wait_subscribed(first)
         await wait_subscribed(second)
@@ -192,7 +192,7 @@ def test_engineering_values_are_republished_for_live_consumers(
         async with make_client(config.mqtt, "test-param-listener") as listener:
             await listener.subscribe(param_topic("lander"), qos=0)
             stop = asyncio.Event()
-            ingest = IngestService(config, tmdbs)
+            ingest = IngestService.from_config(config, tmdbs)
             task = asyncio.create_task(ingest.run(stop))
             await wait_subscribed(ingest)
             async with make_client(config.mqtt, "test-param-publisher") as client:

@@ -77,7 +77,7 @@ async def publish_and_store(config: Config, tmdb: Tmdb, messages: list[tuple[byt
     """Publish (payload, ert ns) messages to the probe's raw topic through a real
     Mosquitto into a real ingest; return once ``expected`` points are in InfluxDB."""
     stop = asyncio.Event()
-    ingest = IngestService(config, [tmdb])
+    ingest = IngestService.from_config(config, [tmdb])
     task = asyncio.create_task(ingest.run(stop))
     try:
         await wait_subscribed(ingest)

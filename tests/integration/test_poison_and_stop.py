@@ -35,7 +35,7 @@ def properties(**user: str) -> Properties:
 async def running_ingest(config: Config, tmdbs: list[Tmdb]) -> AsyncIterator[IngestService]:
     """An ingest, subscribed; stopped cleanly (as SIGTERM does) on leaving."""
     stop = asyncio.Event()
-    ingest = IngestService(config, tmdbs)
+    ingest = IngestService.from_config(config, tmdbs)
     task = asyncio.create_task(ingest.run(stop))
     try:
         await wait_subscribed(ingest)

@@ -472,7 +472,7 @@ async def publish_and_store(config: Config, streams: list[Stream], per_message: 
     Mosquitto into a real ingest; return once it has decoded them all and stopped
     (stopping drains its writes), with each packet's contracted point time."""
     stop = asyncio.Event()
-    ingest = IngestService(config, [s.tmdb for s in streams])
+    ingest = IngestService.from_config(config, [s.tmdb for s in streams])
     task = asyncio.create_task(ingest.run(stop))
     times: dict[str, list[int]] = {}
     try:

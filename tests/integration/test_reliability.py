@@ -12,6 +12,7 @@ from pathlib import Path
 
 from control_center.config import Config
 from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
+from control_center.pipeline.alarm_stage import monitor_from_config
 from control_center.pipeline.service import IngestService, wait_subscribed
 from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client, param_topic, raw_topic
@@ -43,7 +44,8 @@ def test_influxdb_down_for_30_s_every_value_stored_exactly_once(
 
     async def scenario() -> IngestService:
         stop = asyncio.Event()
-        ingest = IngestService(settings, tmdbs, archive=False)
+        ingest = IngestService(settings, tmdbs, archive=None,
+                               monitor=monitor_from_config(settings, tmdbs))
         task = asyncio.create_task(ingest.run(stop))
         await wait_subscribed(ingest)
         writer = ingest.writer
@@ -97,7 +99,8 @@ def test_broker_restart_loses_no_qos1_telemetry(
 
     async def scenario() -> IngestService:
         stop = asyncio.Event()
-        ingest = IngestService(settings, tmdbs, archive=False)
+        ingest = IngestService(settings, tmdbs, archive=None,
+                               monitor=monitor_from_config(settings, tmdbs))
         task = asyncio.create_task(ingest.run(stop))
         await wait_subscribed(ingest)
         async with make_client(settings.mqtt, "test-restart-publisher") as client:
@@ -196,7 +199,8 @@ def test_the_status_line_says_where_the_telemetry_is(config: Config, tmdbs: list
     from control_center.operations.up import StatusDisplay
     from control_center.storage.writer import InfluxWriter
 
-    ingest = IngestService(config, tmdbs, archive=False)
+    ingest = IngestService(config, tmdbs, archive=None,
+                           monitor=monitor_from_config(config, tmdbs))
     writer = InfluxWriter(config.influx)
     ingest.writer = writer
     display = StatusDisplay(ingest, [], io.StringIO())

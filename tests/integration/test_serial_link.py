@@ -48,7 +48,7 @@ def _simulator(tmdbs: list[Tmdb], device: Path, *, framing: str = "tm", relay: b
 async def _run(config: Config, tmdbs: list[Tmdb], link: LinkSettings,
                simulator: SerialSimulatorService, duration: float) -> IngestService:
     stop = asyncio.Event()
-    ingest = IngestService(config, tmdbs, links=(link,), link_interval=0.2)
+    ingest = IngestService.from_config(config, tmdbs, links=(link,), link_interval=0.2)
     task = asyncio.create_task(ingest.run(stop))
     await simulator.run(asyncio.Event(), duration)
     expected = sum(simulator.stats.survivors.values())
@@ -126,7 +126,7 @@ def test_device_pulled_and_plugged_back_is_survived(
 
     async def scenario() -> None:
         stop, sim_stop = asyncio.Event(), asyncio.Event()
-        ingest = IngestService(config, tmdbs, links=(_link(pair.b, tmdbs),))
+        ingest = IngestService.from_config(config, tmdbs, links=(_link(pair.b, tmdbs),))
         task = asyncio.create_task(ingest.run(stop))
         simulator = _simulator(tmdbs, pair.a, relay=False)
         sim_task = asyncio.create_task(simulator.run(sim_stop))

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from control_center.grafana.dashboards import (
-    HEALTH_UID,
-    DashboardSet,
-)
+from control_center.grafana.dashboards import DashboardSet
+from control_center.grafana.health import HEALTH_UID
 
 START_NS = 1_800_000_000 * 1_000_000_000  # the simulators' first packet (test_pipeline)
 

@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from control_center.config import DEFAULT_CONFIG, load_config, parse_mqtt_url
+from control_center.grafana.dashboards import build_dashboards, write_dashboards
+from control_center.telemetry.tmdb_yaml import load_tmdbs
 
 PROJECT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT / "docker-compose.yml"
@@ -178,13 +180,8 @@ def test_the_dockerfile_installs_and_runs_isls_up() -> None:
 def test_generated_provisioning_fits_the_grafana_mounts(tmp_path: Path) -> None:
     """With the dashboards generator: the files land where the compose mounts expect
     them, and point Grafana at paths that exist inside its container."""
-    dashboards = pytest.importorskip("control_center.grafana.dashboards",
-                                     reason="control_center/dashboards.py not written yet")
-    from control_center.telemetry.tmdb_yaml import load_tmdbs
-
     config = load_config(DEFAULT_CONFIG, {"ISLS_INFLUX_URL": "http://influxdb:8086"})
-    dashboards.write_dashboards(dashboards.build_dashboards(config, load_tmdbs(
-        config.tmdb_paths)), tmp_path)
+    write_dashboards(build_dashboards(config, load_tmdbs(config.tmdb_paths)), tmp_path)
 
     datasources = sorted((tmp_path / "provisioning" / "datasources").glob("*.yaml"))
     providers = sorted((tmp_path / "provisioning" / "dashboards").glob("*.yaml"))

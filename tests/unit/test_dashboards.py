@@ -30,23 +30,25 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from control_center.cli import main
 from control_center.config import Config, load_config
-from control_center.grafana import dashboards as dashboards_module
+from control_center.grafana import health as health_module
 from control_center.grafana.dashboards import (
+    DashboardSet,
+    build_dashboards,
+    folder_uid,
+    influx_auth,
+    write_dashboards,
+)
+from control_center.grafana.fields import grafana_unit
+from control_center.grafana.health import (
     HEADLINE_ROW,
     HEALTH_FIELDS,
     HEALTH_TITLE,
     HEALTH_UID,
-    DashboardSet,
     HealthField,
-    InfluxQLQuery,
-    build_dashboards,
-    folder_uid,
-    grafana_unit,
-    influx_auth,
-    write_dashboards,
 )
+from control_center.grafana.queries import InfluxQLQuery
 from control_center.storage.contract import health_line
-from control_center.storage.writer import WriterStats
+from control_center.storage.health import WriterStats
 from control_center.telemetry.decoder import IngestStats
 from control_center.telemetry.tmdb import Limits, Parameter, Tmdb
 from tests.conftest import CONFIG
@@ -451,7 +453,7 @@ def test_a_line_in_health_fields_is_a_panel(offline_config: Config, tmdbs: list[
     before = list(panels(_health(build_dashboards(offline_config, tmdbs))))
     too_large = HealthField("Storage", "too_large", "Batches too large (413)", "short",
                             "count", bad=True)
-    monkeypatch.setattr(dashboards_module, "HEALTH_FIELDS", (*HEALTH_FIELDS, too_large))
+    monkeypatch.setattr(health_module, "HEALTH_FIELDS", (*HEALTH_FIELDS, too_large))
     model = _health(build_dashboards(offline_config, tmdbs))
     after = list(panels(model))
     assert len(after) == len(before) + 1
@@ -464,7 +466,7 @@ def test_a_line_in_health_fields_is_a_panel(offline_config: Config, tmdbs: list[
     # A new row and a new headline: a row, the panel and a stat among the others.
     archive = HealthField("Archive", "archive_failures", "Archive write failures",
                           "short", "count", bad=True, headline="Messages not archived")
-    monkeypatch.setattr(dashboards_module, "HEALTH_FIELDS", (*HEALTH_FIELDS, archive))
+    monkeypatch.setattr(health_module, "HEALTH_FIELDS", (*HEALTH_FIELDS, archive))
     model = _health(build_dashboards(offline_config, tmdbs))
     assert len(list(panels(model))) == len(before) + 3
     assert [p["title"] for p in panels(model) if p["type"] == "stat"][-1] == \
@@ -481,7 +483,7 @@ def test_every_field_the_ingest_writes_has_a_panel() -> None:
     written = {field.split("=")[0] for field in line.split(" ")[1].split(",")}
     charted = {f.field for f in HEALTH_FIELDS if f.measurement == "ingest"}
     assert written <= charted, (f"add a HealthField line to HEALTH_FIELDS in "
-                                f"control_center/dashboards.py for {written - charted}")
+                                f"control_center/grafana/health.py for {written - charted}")
 
 
 def test_isls_dashboards_build_writes_the_ground_health_dashboard(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import json
 import re
 import threading
@@ -19,6 +18,7 @@ import pytest
 
 from control_center.errors import IslsError
 from control_center.grafana import push as grafana_push
+from control_center.grafana.dashboards import DashboardSet, GeneratedDashboard
 from control_center.grafana.push import PushSummary, push_dashboards
 from control_center.operations.servers import free_port
 
@@ -28,30 +28,6 @@ DATASOURCE: dict[str, Any] = {
     "url": "http://influxdb:8086", "access": "proxy",
     "jsonData": {"dbName": "isls", "httpMode": "POST", "version": "InfluxQL"},
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _LocalDashboard:  # the fields of control_center.grafana.dashboards.GeneratedDashboard
-    uid: str
-    title: str
-    folder: str
-    folder_uid: str
-    model: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _LocalDashboardSet:  # the fields of control_center.grafana.dashboards.DashboardSet
-    datasource: dict[str, Any]
-    dashboards: tuple[Any, ...]
-
-
-def _dashboard_classes() -> tuple[Any, Any]:
-    """The real dataclasses once control_center/dashboards.py exists, ours until then."""
-    try:
-        module = importlib.import_module("control_center.grafana.dashboards")
-        return module.GeneratedDashboard, module.DashboardSet
-    except (ImportError, AttributeError):
-        return _LocalDashboard, _LocalDashboardSet
 
 
 def _model(uid: str, title: str, measurement: str) -> dict[str, Any]:
@@ -73,17 +49,16 @@ def _model(uid: str, title: str, measurement: str) -> dict[str, Any]:
     }
 
 
-def make_set(**changed_models: dict[str, Any]) -> Any:
+def make_set(**changed_models: dict[str, Any]) -> DashboardSet:
     """Three dashboards in three folders; ``changed_models`` replaces models by uid."""
-    dashboard_class, set_class = _dashboard_classes()
     specs = [("lander-power", "Lander power", "Roscosmos", "isls-roscosmos", "lander_power"),
              ("orbiter-power", "Orbiter power", "CNSA", "isls-cnsa", "orbiter_power"),
              ("isls-overview", "ISLS overview", "ISLS joint", "isls-joint", "lander_power")]
     dashboards = tuple(
-        dashboard_class(uid=uid, title=title, folder=folder, folder_uid=folder_uid,
-                        model=changed_models.get(uid, _model(uid, title, measurement)))
+        GeneratedDashboard(uid=uid, title=title, folder=folder, folder_uid=folder_uid,
+                           model=changed_models.get(uid, _model(uid, title, measurement)))
         for uid, title, folder, folder_uid, measurement in specs)
-    return set_class(datasource=copy.deepcopy(DATASOURCE), dashboards=dashboards)
+    return DashboardSet(datasource=copy.deepcopy(DATASOURCE), dashboards=dashboards)
 
 
 # --- the fake Grafana ---------------------------------------------------------------

@@ -12,7 +12,7 @@ def test_param_message_columns_as_stored(tmdbs: list[Tmdb]) -> None:
     and column views (not contiguous) are written whole."""
     import json
 
-    from control_center.pipeline.service import param_message
+    from control_center.pipeline.publisher import param_message
     from control_center.telemetry.records import DecodedBatch
 
     packet = tmdbs[0].packet("lander_nav")
