@@ -12,6 +12,19 @@ class IslsError(Exception):
     """Base of every error the control center reports to a user."""
 
 
+class Problems:
+    """Every problem found in one file, each as ``<file>: <where>: <reason>``: collected
+    while a file is read so that the user fixes them all in one go, then raised together
+    (:class:`TmdbError`, :class:`LayoutError`)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def add(self, where: str, reason: str) -> None:
+        self.problems.append(f"{self.source}: {where}: {reason}")
+
+
 class ConfigError(IslsError):
     """A configuration file or environment variable is invalid."""
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from control_center.errors import LayoutError
+from control_center.errors import LayoutError, Problems
 from control_center.telemetry.tmdb import NAME_PATTERN, PacketDef, Tmdb
 
 LAYOUT_DIRECTORY = "dashboards"  # beside the configuration file
@@ -84,7 +84,7 @@ def load_layouts(directory: Path, tmdbs: Sequence[Tmdb]) -> tuple[MissionLayout,
     by_spacecraft = {t.spacecraft: t for t in tmdbs}
     owners: dict[str, str] = {}
     for path in sorted(directory.glob("*.yaml")):
-        errors = _Problems(str(path))
+        errors = Problems(str(path))
         layout = _parse_layout(_read(path, errors), errors)
         if layout is not None:
             if layout.spacecraft in owners:
@@ -101,18 +101,7 @@ def load_layouts(directory: Path, tmdbs: Sequence[Tmdb]) -> tuple[MissionLayout,
     return tuple(layouts)
 
 
-class _Problems:
-    """Every problem of one file, each as ``<file>: <where>: <reason>``."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[str] = []
-
-    def add(self, where: str, reason: str) -> None:
-        self.problems.append(f"{self.source}: {where}: {reason}")
-
-
-def _read(path: Path, errors: _Problems) -> Any:
+def _read(path: Path, errors: Problems) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -125,13 +114,13 @@ def _read(path: Path, errors: _Problems) -> Any:
 
 
 def _unknown_keys(raw: dict[Any, Any], known: Sequence[str], where: str,
-                  errors: _Problems) -> None:
+                  errors: Problems) -> None:
     for key in raw:
         if key not in known:
             errors.add(where, f"unknown key {key!r} (expected {', '.join(known)})")
 
 
-def _title(raw: dict[Any, Any], where: str, errors: _Problems) -> str | None:
+def _title(raw: dict[Any, Any], where: str, errors: Problems) -> str | None:
     title = raw.get("title")
     if not isinstance(title, str) or not title.strip():
         errors.add(where, f"title must be text, got {title!r}")
@@ -139,7 +128,7 @@ def _title(raw: dict[Any, Any], where: str, errors: _Problems) -> str | None:
     return title
 
 
-def _parse_layout(document: Any, errors: _Problems) -> MissionLayout | None:
+def _parse_layout(document: Any, errors: Problems) -> MissionLayout | None:
     """The layout as written, or None if nothing usable is in it; a problem of one row or
     panel leaves that row or panel out and the rest is still read (and checked)."""
     if document is None and errors.problems:
@@ -167,7 +156,7 @@ def _parse_layout(document: Any, errors: _Problems) -> MissionLayout | None:
     return MissionLayout(spacecraft=spacecraft, rows=tuple(rows), source=errors.source)
 
 
-def _parse_row(raw: Any, where: str, errors: _Problems) -> RowLayout | None:
+def _parse_row(raw: Any, where: str, errors: Problems) -> RowLayout | None:
     if not isinstance(raw, dict):
         errors.add(where, "a row must be a mapping with title and panels")
         return None
@@ -190,7 +179,7 @@ def _parse_row(raw: Any, where: str, errors: _Problems) -> RowLayout | None:
     return RowLayout(title=title, panels=tuple(panels))
 
 
-def _parse_panel(raw: Any, row: str, index: int, errors: _Problems) -> PanelLayout | None:
+def _parse_panel(raw: Any, row: str, index: int, errors: Problems) -> PanelLayout | None:
     where = f"{row} panel #{index + 1}"
     if not isinstance(raw, dict):
         errors.add(where, "a panel must be a mapping with title, packet, parameters and width")
@@ -223,7 +212,7 @@ def _parse_panel(raw: Any, row: str, index: int, errors: _Problems) -> PanelLayo
     return PanelLayout(title=title, packet=packet, parameters=tuple(names), width=width)
 
 
-def _check_against(layout: MissionLayout, tmdb: Tmdb, errors: _Problems) -> None:
+def _check_against(layout: MissionLayout, tmdb: Tmdb, errors: Problems) -> None:
     """Every packet and parameter a panel names is in the spacecraft's TMDB."""
     packets = {packet.name: packet for packet in tmdb.packets}
     named = {name for row in layout.rows for panel in row.panels for name in panel.parameters}

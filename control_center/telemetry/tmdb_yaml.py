@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import yaml
 
-from control_center.errors import TmdbError
+from control_center.errors import Problems, TmdbError
 from control_center.telemetry.tmdb import (
     CRC_BITS,
     CUC_BITS,
@@ -40,18 +40,8 @@ from control_center.telemetry.tmdb import (
 # range (looked up with Parameter.state_label).
 _RANGE_SPELL_OUT = 256
 
-class _Collector:
-    """Gathers every problem in a file so the user fixes them all in one go."""
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[str] = []
-
-    def add(self, where: str, reason: str) -> None:
-        self.problems.append(f"{self.source}: {where}: {reason}")
-
-
-def _number(value: Any, where: str, key: str, errors: _Collector) -> float | None:
+def _number(value: Any, where: str, key: str, errors: Problems) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -66,7 +56,7 @@ def _number(value: Any, where: str, key: str, errors: _Collector) -> float | Non
     return float(value)
 
 
-def _int(value: Any, where: str, key: str, errors: _Collector, *, minimum: int = 0,
+def _int(value: Any, where: str, key: str, errors: Problems, *, minimum: int = 0,
          maximum: int | None = None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         errors.add(where, f"{key} must be an integer, got {value!r}")
@@ -90,7 +80,7 @@ _TOP_KEYS = {"spacecraft", "spacecraft_id", "mission", "agency", "description", 
              "packet_version"}
 
 
-def _parse_limits(raw: Any, where: str, errors: _Collector) -> Limits:
+def _parse_limits(raw: Any, where: str, errors: Problems) -> Limits:
     if raw is None:
         return Limits()
     if not isinstance(raw, dict):
@@ -125,7 +115,7 @@ def _parse_limits(raw: Any, where: str, errors: _Collector) -> Limits:
     return limits
 
 
-def _parse_calibration(raw: Any, where: str, errors: _Collector) -> Calibration:
+def _parse_calibration(raw: Any, where: str, errors: Problems) -> Calibration:
     if raw is None:
         return Calibration()
     if not isinstance(raw, dict) or len(raw) != 1:
@@ -161,7 +151,7 @@ def _parse_calibration(raw: Any, where: str, errors: _Collector) -> Calibration:
 _RANGE_KEY = re.compile(r"^\s*(?:\[\s*(\d+)\s*,\s*(\d+)\s*\]|(\d+)\s*\.\.\s*(\d+))\s*$")
 
 
-def _parse_states(raw_states: Any, bit_length: int, where: str, errors: _Collector
+def _parse_states(raw_states: Any, bit_length: int, where: str, errors: Problems
                   ) -> tuple[dict[int, str], tuple[tuple[int, int, str], ...]]:
     states: dict[int, str] = {}
     ranges: list[tuple[int, int, str]] = []
@@ -198,7 +188,7 @@ def _parse_states(raw_states: Any, bit_length: int, where: str, errors: _Collect
 
 
 def _parse_parameter(raw: Any, where: str, next_offset: int | None,
-                     errors: _Collector) -> Parameter | None:
+                     errors: Problems) -> Parameter | None:
     """One parameter as written; ``next_offset`` is None after a variable-size field
     (the parameter then follows it and may not give a bit_offset)."""
     if not isinstance(raw, dict):
@@ -291,7 +281,7 @@ def _parse_parameter(raw: Any, where: str, next_offset: int | None,
 
 
 def _parse_monitoring(raw: dict[str, Any], limits: Limits, where: str,
-                      errors: _Collector) -> Monitoring:
+                      errors: Problems) -> Monitoring:
     persistence = _int(raw.get("persistence", 1), where, "persistence", errors, minimum=1,
                        maximum=10_000) or 1
     deadband = _number(raw.get("deadband", 0.0), where, "deadband", errors) or 0.0
@@ -325,7 +315,7 @@ def _parse_monitoring(raw: dict[str, Any], limits: Limits, where: str,
 
 
 def _parse_derived(raw: Any, where: str, known: set[str],
-                   errors: _Collector) -> DerivedParameter | None:
+                   errors: Problems) -> DerivedParameter | None:
     from control_center.telemetry.expressions import Expression, ExpressionError
 
     if not isinstance(raw, dict):
@@ -356,7 +346,7 @@ def _parse_derived(raw: Any, where: str, known: set[str],
         monitoring=_parse_monitoring(raw, limits, where, errors))
 
 
-def _parse_packet(raw: Any, where: str, errors: _Collector) -> PacketDef | None:
+def _parse_packet(raw: Any, where: str, errors: Problems) -> PacketDef | None:
     if not isinstance(raw, dict):
         errors.add(where, "a packet must be a mapping")
         return None
@@ -492,7 +482,7 @@ def _parse_packet(raw: Any, where: str, errors: _Collector) -> PacketDef | None:
     )
 
 
-def _resolve_modes(packets: list[PacketDef], errors: _Collector) -> list[PacketDef]:
+def _resolve_modes(packets: list[PacketDef], errors: Problems) -> list[PacketDef]:
     """Turn the state names of mode-dependent limit sets into raw enum values."""
     enums = {p.name: p for packet in packets for p in packet.parameters if p.type == "enum"}
 
@@ -529,7 +519,7 @@ def _resolve_modes(packets: list[PacketDef], errors: _Collector) -> list[PacketD
 
 def parse_tmdb(document: Any, source: str) -> Tmdb:
     """Validate a parsed YAML document; raise :class:`TmdbError` listing every problem."""
-    errors = _Collector(source)
+    errors = Problems(source)
     if not isinstance(document, dict):
         raise TmdbError([f"{source}: the file must be a mapping with spacecraft and packets"])
     for key in document:

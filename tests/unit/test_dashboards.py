@@ -1,5 +1,6 @@
-"""Generated Grafana dashboards: their JSON model, their queries on a real influxd, and
-the files and provisioning ``write_dashboards`` leaves for Grafana.
+"""Generated Grafana dashboards: their JSON model, and the files and provisioning
+``write_dashboards`` leaves for Grafana (their queries run on a real influxd in
+tests/integration/test_dashboards.py).
 
 What is checked and what is not:
 
