@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import yaml
@@ -48,12 +48,30 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+def _global_options(parser: argparse.ArgumentParser, *, default: bool) -> None:
+    """``--config`` and ``--verbose``, accepted before and after the subcommand."""
+    parser.add_argument("--config", type=Path,
+                        default=None if default else argparse.SUPPRESS,
+                        help="configuration file (default: $ISLS_CONFIG or config/isls.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=False if default else argparse.SUPPRESS, help="debug logging")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser (and its own subcommands'): the global options are accepted
+    after the subcommand too (`isls up --config X`). There they default to nothing, so
+    that one given before the subcommand stands."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _global_options(self, default=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isls", description="ISLS ground telemetry system")
-    parser.add_argument("--config", type=Path, help="configuration file (default: "
-                        "$ISLS_CONFIG or config/isls.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _global_options(parser, default=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_CommandParser)
 
     up = commands.add_parser("up", help="run the whole control center (servers, simulators, "
                              "ingest)")
