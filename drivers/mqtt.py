@@ -133,6 +133,20 @@ def raw_properties(ert_ns: int, link: str, *, stored: bool = False) -> Propertie
     return properties
 
 
+# A link status not refreshed for this long is gone from the broker (MQTT 5 message
+# expiry, §3.3.2.3.3, applies to retained messages too): the ingest reports every second,
+# so `isls link status` never shows the last state of a stopped ingest, or of a link since
+# removed from the configuration, as if it were live.
+LINK_STATUS_EXPIRY = 10
+
+
+def expiring_properties(seconds: int) -> Properties:
+    """Publish properties with a message expiry interval of ``seconds``."""
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.MessageExpiryInterval = seconds
+    return properties
+
+
 def to_raw_message(message: aiomqtt.Message) -> RawMessage | None:
     """``None`` for a topic that is not a raw telemetry topic."""
     spacecraft = spacecraft_of(message.topic.value)
@@ -218,22 +232,65 @@ def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = 
 
 async def with_reconnect(name: str, settings: MqttSettings,
                          session: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                         *, max_delay: float = 10.0) -> None:
+                         *, max_delay: float = 10.0, give_up: asyncio.Event | None = None,
+                         grace: float = 1.0) -> bool:
     """Run ``session`` until ``stop`` is set, reconnecting with back-off when the broker
-    is unreachable or drops the connection, and telling the operator each time."""
+    is unreachable or drops the connection, and telling the operator each time.
+
+    ``give_up`` is for a session that sets ``stop`` only once it has sent everything (a
+    simulator's backlog): once ``give_up`` is set (Ctrl-C, SIGTERM) no new attempt is
+    made and a session still running has ``grace`` seconds to finish, so the command
+    stops within seconds even with the broker gone. Returns whether ``stop`` was
+    reached; False: given up first."""
     delay = 0.25
     while not stop.is_set():
+        attempt = asyncio.ensure_future(session())
+        if give_up is not None and not await _finished_or_given_up(attempt, give_up, grace):
+            return stop.is_set()
         try:
-            await session()
+            await attempt
             delay = 0.25
             if stop.is_set():
-                return
+                return True
         except aiomqtt.MqttError as exc:
+            if give_up is not None and give_up.is_set():
+                return False
             log.warning("%s: MQTT broker %s:%d unavailable (%s); reconnecting in %.1f s",
                         name, settings.host, settings.port, exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            waits = [stop] if give_up is None else [stop, give_up]
+            await _any_set(waits, delay)
             delay = min(delay * 2, max_delay)
+    return True
+
+
+async def _finished_or_given_up(attempt: asyncio.Future[None], give_up: asyncio.Event,
+                                grace: float) -> bool:
+    """Wait for ``attempt``; if ``give_up`` comes first, allow it ``grace`` seconds more,
+    then cancel it. False if it was cancelled."""
+    quitting = asyncio.ensure_future(give_up.wait())
+    either: set[asyncio.Future[Any]] = {attempt, quitting}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        quitting.cancel()
+    if not attempt.done():
+        await asyncio.wait({attempt}, timeout=grace)
+    if attempt.done():
+        return True
+    attempt.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await attempt
+    return False
+
+
+async def _any_set(events: list[asyncio.Event], timeout: float) -> None:
+    """Return when any of ``events`` is set, or after ``timeout`` seconds."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 # Every operator tool meets the broker through with_broker: a broker that cannot be

@@ -56,6 +56,23 @@ class LinkState:
             self.bit_rate = (self.octets - first) * 8 / (now - start)
 
 
+# A link is SEARCHING once no good frame came for this many frame times (TM frames
+# follow each other without a break: idle frames fill the gaps) ...
+SILENT_FRAMES = 10
+# ... and never sooner than this (scheduling and pacing jitter), nor, for COBS, whose
+# packets come at the packets' own rates with nothing between them, before this.
+MIN_SILENCE = 1.0
+COBS_SILENCE = 5.0
+
+
+def silence_limit(settings: LinkSettings) -> float:
+    """Seconds without a good frame after which a connected link is no longer LOCKED."""
+    if settings.framing != "tm":
+        return COBS_SILENCE
+    # A frame time on a UART: 10 bits an octet (start, 8 data, stop).
+    return max(MIN_SILENCE, SILENT_FRAMES * settings.frame_length * 10 / settings.baud)
+
+
 class SerialLinkSource:
     """Reads one configured link until stopped, reopening the device as needed: a
     :class:`drivers.link.LinkSource`."""
@@ -75,6 +92,10 @@ class SerialLinkSource:
                                  ocf=settings.ocf, fecf=settings.fecf)
         else:
             self.cobs = CobsDeframer()
+        self.silence_ns = int(silence_limit(settings) * 1e9)
+        # COBS frames carry no time: when the good-frame count last moved (monotonic ns).
+        self._cobs_good = 0
+        self._cobs_good_at = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
@@ -175,10 +196,18 @@ class SerialLinkSource:
             locked, frames_good, frames_bad = tm.locked, tm.frames_good, tm.frames_bad
             frames_gap, sync_losses, packets = tm.frames_gap, tm.sync_losses, tm.packets
             packets_dropped, last_frame_ns = tm.packets_dropped, tm.last_frame_ns
+            # The deframer stays locked until it sees a bad frame; a link that simply
+            # went quiet is searching once no frame came for the silence limit.
+            locked = locked and self.state.connected and last_frame_ns is not None \
+                and time.time_ns() - last_frame_ns <= self.silence_ns
         else:
             # COBS has no frame counter nor sync marker: every good frame is a packet.
             cobs = self.cobs.stats if self.cobs is not None else CobsStats()
-            locked = self.state.connected and cobs.frames_good > 0
+            now = time.monotonic_ns()
+            if cobs.frames_good != self._cobs_good:
+                self._cobs_good, self._cobs_good_at = cobs.frames_good, now
+            locked = self.state.connected and cobs.frames_good > 0 \
+                and now - self._cobs_good_at <= self.silence_ns
             frames_good, frames_bad, frames_gap, sync_losses = \
                 cobs.frames_good, cobs.frames_bad, 0, 0
             packets, packets_dropped, last_frame_ns = cobs.frames_good, cobs.frames_bad, None

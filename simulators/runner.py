@@ -153,7 +153,14 @@ class SimulatorService:
                 self.connected.set()
                 await self._publish_loop(client, started, duration, stop, finished)
 
-        await with_reconnect(f"simulator {self.spacecraft}", self.mqtt, session, finished)
+        # Until the backlog is out (a broker outage delays telemetry, loses none of it),
+        # unless Ctrl-C comes while the broker is away: then say what stayed unsent.
+        await with_reconnect(f"simulator {self.spacecraft}", self.mqtt, session, finished,
+                             give_up=stop)
+        if self._backlog:
+            log.warning("simulator %s: stopped with %d messages not published (the broker "
+                        "at %s:%d was unreachable); they are lost with this process",
+                        self.spacecraft, len(self._backlog), self.mqtt.host, self.mqtt.port)
 
     async def _publish_loop(self, client: aiomqtt.Client, started: float,
                             duration: float | None,

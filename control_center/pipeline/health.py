@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from control_center.pipeline.publisher import Outgoing, Publisher
 from control_center.pipeline.sources import MqttReader
@@ -24,7 +25,7 @@ from control_center.storage.health import WriterStats
 from control_center.storage.writer import InfluxWriter
 from control_center.telemetry.decoder import Decoder, IngestStats
 from drivers.link import LinkSource
-from drivers.mqtt import link_topic
+from drivers.mqtt import LINK_STATUS_EXPIRY, link_topic
 
 
 def peak_memory_mb(pid: int | str = "self") -> float:
@@ -45,7 +46,7 @@ def dead_letters_lost(dead_letters: DeadLetterStore, writer: WriterStats) -> int
 
 
 def stop_summary(stats: IngestStats, dead_letters: DeadLetterStore, writer: WriterStats,
-                 drained: bool) -> str:
+                 drained: bool, spool_dir: Path | None = None) -> str:
     """The last line: what was decoded, where it is, and everything dropped or
     refused on the way ("none" only when nothing was)."""
     dropped: dict[str, int] = dict(stats.errors)
@@ -60,8 +61,9 @@ def stop_summary(stats: IngestStats, dead_letters: DeadLetterStore, writer: Writ
     if not drained:
         where = "not all stored: the broker sends the unacknowledged messages again"
     elif writer.spool_lines:
-        where = (f"{writer.spool_lines} lines wait in the disk spool for InfluxDB, the "
-                 f"rest stored")
+        kept = f" ({spool_dir})" if spool_dir is not None else ""
+        where = (f"{writer.spool_lines} lines wait in the disk spool{kept} for InfluxDB "
+                 f"(the next ingest posts them), the rest stored")
     else:
         where = "all stored in InfluxDB"
     shown = ", ".join(f"{kind} {count}" for kind, count in sorted(dropped.items()))
@@ -89,7 +91,7 @@ class LinkReporter:
             for link in self.links:
                 status = link.snapshot()
                 self.publisher.offer(Outgoing(link_topic(link.spacecraft), status.to_json(),
-                                              retain=True))
+                                              retain=True, expiry=LINK_STATUS_EXPIRY))
                 lines.append(link_line(status, now_ns))
             await writer.write("".join(lines).encode(), len(lines), 0)
             if done:

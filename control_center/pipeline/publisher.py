@@ -20,7 +20,13 @@ import orjson
 from control_center.config import MqttSettings
 from control_center.telemetry.decoder import IngestStats
 from control_center.telemetry.records import DecodedBatch
-from drivers.mqtt import make_client, param_topic, raw_properties, with_reconnect
+from drivers.mqtt import (
+    expiring_properties,
+    make_client,
+    param_topic,
+    raw_properties,
+    with_reconnect,
+)
 
 # Live output waiting for the broker, at most.
 OUTBOX_MAX_MESSAGES = 1000
@@ -36,6 +42,7 @@ class Outgoing:
     qos: int = 0
     retain: bool = False
     properties: tuple[int, str] | None = None  # (earth-receive ns, link) of raw telemetry
+    expiry: int = 0  # seconds until the broker drops it (retained or queued); 0: never
 
 
 def param_message(batch: DecodedBatch) -> bytes:
@@ -110,5 +117,7 @@ class Publisher:
                 if message.properties is not None:
                     properties = raw_properties(message.properties[0], message.properties[1],
                                                 stored=True)
+                elif message.expiry:
+                    properties = expiring_properties(message.expiry)
                 await client.publish(message.topic, message.payload, qos=message.qos,
                                      retain=message.retain, properties=properties)

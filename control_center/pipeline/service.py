@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
@@ -162,7 +163,11 @@ class IngestService:
         async with InfluxWriter(self.config.influx, spool=self.spool,
                                 on_stored=self.decode_store.stored) as writer:
             self.writer = writer
-            await writer.ensure_database()
+            if not await _database_ready(writer, stop):
+                log.warning("stopped before InfluxDB at %s answered: nothing was taken from "
+                            "the broker, which keeps the telemetry for the next ingest",
+                            self.config.influx.url)
+                return
             stop_reading = asyncio.Event()  # the MQTT sessions end (reader, publisher)
             links_stop = asyncio.Event()  # the links, their reports, the alarm clock
             health_stop = asyncio.Event()
@@ -210,7 +215,27 @@ class IngestService:
 
     def stop_summary(self, writer: WriterStats, drained: bool) -> str:
         """The last line: what was decoded, where it is, and what was dropped."""
-        return stop_summary(self.stats, self.dead_letters, writer, drained)
+        return stop_summary(self.stats, self.dead_letters, writer, drained,
+                            self.spool.directory)
+
+
+async def _database_ready(writer: InfluxWriter, stop: asyncio.Event) -> bool:
+    """Create the database, retrying while InfluxDB is unreachable, until ``stop``: False
+    if ``stop`` came first (Ctrl-C must not wait for a server that may never come)."""
+    ready = asyncio.ensure_future(writer.ensure_database())
+    stopping = asyncio.ensure_future(stop.wait())
+    either: set[asyncio.Future[Any]] = {ready, stopping}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if ready.done():
+        ready.result()  # a refusal (401) is the caller's error to report
+        return True
+    ready.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ready
+    return False
 
 
 async def wait_subscribed(service: IngestService, timeout: float = 15.0) -> None:

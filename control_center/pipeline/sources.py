@@ -97,6 +97,7 @@ class MqttReader:
         self._leave = asyncio.Event()  # leave the shared group (stop, shared only)
         self._stop_taking = asyncio.Event()  # stop reading messages (stop, plain)
         self._taking_stopped = asyncio.Event()
+        self._connected = False  # a session is subscribed and may have taken messages
 
     @property
     def unread_messages(self) -> int:
@@ -134,6 +135,8 @@ class MqttReader:
             # unacknowledged and comes again at the next start. What was taken is
             # stored and acknowledged before disconnecting.
             self._stop_taking.set()
+            if not self._connected:
+                return  # nothing taken waits for an acknowledgement: no wait for a broker
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._taking_stopped.wait(), 5)
 
@@ -162,6 +165,9 @@ class MqttReader:
                              receive_maximum=RECEIVE_MAXIMUM, clean_start=False,
                              session_expiry=self.session_expiry, read_limit=RECEIVE_MAXIMUM)
         group = self.settings.shared_group
+        if self._stop_taking.is_set():
+            await stop.wait()  # stopping: no new session that would take messages
+            return
         async with client:
             self._mqtt = client
             await client.subscribe(raw_subscription(group), qos=RAW_QOS)
@@ -174,6 +180,7 @@ class MqttReader:
                 await client.subscribe(topic, qos=0)
             self.ready.set()
             log.info("ingest subscribed to %s on %s", raw_subscription(group), self.settings.url)
+            self._connected = True  # until the finally below
             reading = asyncio.create_task(self._read_messages(client))
             leaving = asyncio.create_task(self._unsubscribe_on_leave(client))
             stopping = asyncio.create_task(stop.wait())
@@ -190,6 +197,7 @@ class MqttReader:
                     self._taking_stopped.set()
                     await stopping
             finally:
+                self._connected = False
                 stopping.cancel()
                 leaving.cancel()
                 halting.cancel()

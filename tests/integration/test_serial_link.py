@@ -15,7 +15,8 @@ from control_center.operations.link_status import link_status
 from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
 from control_center.pipeline.service import IngestService
 from control_center.telemetry.tmdb import Tmdb
-from drivers.mqtt import make_client, raw_topic
+from drivers.mqtt import LINK_STATUS_EXPIRY, make_client, raw_topic
+from drivers.serial import silence_limit
 from simulators.noise import LinkNoise
 from simulators.pty import PtyPair
 from simulators.runner import PacketGenerator, make_model
@@ -178,3 +179,46 @@ def test_serial_packets_republished_on_mqtt_marked_stored(
     assert "bench" in status and "orbiter" in status
     assert "frames good" in status
 
+
+
+@pytest.mark.parametrize("framing", ["tm", "cobs"])
+def test_a_link_gone_quiet_is_searching_and_its_status_expires(
+        config: Config, tmdbs: list[Tmdb], framing: str, tmp_path: Path) -> None:
+    """The deframer stays locked until it sees a bad frame; a link whose far end simply
+    stopped writing must not show LOCKED for ever. And the status the ingest leaves
+    retained on the broker expires, so `isls link status` never shows it as live later."""
+    link = _link(tmp_path / "unused", tmdbs, framing)
+    limit = silence_limit(link)
+
+    async def scenario() -> tuple[float, int | None]:
+        with PtyPair(tmp_path / "sim", tmp_path / "ingest") as pair:
+            stop, sim_stop = asyncio.Event(), asyncio.Event()
+            ingest = IngestService.from_config(config, tmdbs, link_interval=0.2,
+                                               links=(replace(link, device=str(pair.b)),))
+            task = asyncio.create_task(ingest.run(stop))
+            simulator = _simulator(tmdbs, pair.a, framing=framing)
+            sim_task = asyncio.create_task(simulator.run(sim_stop))
+            source = ingest.links[0]
+            try:
+                await wait_for_async(lambda: source.snapshot().locked, 20, "the link to lock")
+                sim_stop.set()
+                await sim_task
+                quiet = asyncio.get_running_loop().time()
+                await wait_for_async(lambda: not source.snapshot().locked, limit + 10,
+                                     "the quiet link to be searching")
+                took = asyncio.get_running_loop().time() - quiet
+                assert source.snapshot().connected  # the device is still there: SEARCHING
+                async with make_client(config.mqtt, "test-link-expiry") as listener:
+                    await listener.subscribe("isls/orbiter/link", qos=0)
+                    async with asyncio.timeout(10):
+                        message = await anext(aiter(listener.messages))
+            finally:  # a failure above must not leave the ingest running
+                sim_stop.set()
+                stop.set()
+                await asyncio.wait_for(asyncio.gather(sim_task, task), 30)
+            expiry = getattr(message.properties, "MessageExpiryInterval", None)
+            return took, expiry
+
+    took, expiry = asyncio.run(scenario())
+    assert took <= limit + 2.0
+    assert expiry is not None and 0 < expiry <= LINK_STATUS_EXPIRY
