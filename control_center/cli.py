@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--noise", type=float, default=0.0, help="--hil line noise, events per "
                     "octet (e.g. 1e-5)")
 
+    servers = commands.add_parser("servers", help="run only the local broker and InfluxDB "
+                                  "(as isls up starts them), for services started by hand")
+    servers.add_argument("--duration", type=_positive, help="stop after this many seconds")
+
     sim = commands.add_parser("sim", help="run one spacecraft simulator (publishes over MQTT)")
     sim.add_argument("kind", choices=("lander", "orbiter"))
     sim.add_argument("--rate", type=_positive, help="rate in Hz of the fastest packet type; "
@@ -277,6 +281,13 @@ def cmd_tmdb_import(args: argparse.Namespace) -> int:
     print(f"{args.out}: packet {packet['name']} (APID {args.apid}, "
           f"{len(packet['parameters'])} parameters) written")
     return 0
+
+
+def cmd_servers(args: argparse.Namespace) -> int:
+    from control_center.operations.up import servers
+
+    config, tmdbs = _load(args)
+    return servers(config, tmdbs, duration=args.duration)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -604,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                 "passes": cmd_passes, "replay": cmd_replay, "import": cmd_import,
                 "dead-letters": cmd_dead_letters,
                 "report": cmd_report, "dashboards": cmd_dashboards, "alarms": cmd_alarms,
-                "doctor": cmd_doctor}
+                "doctor": cmd_doctor, "servers": cmd_servers}
     try:
         if args.command == "tmdb":
             if args.tmdb_command == "check":
@@ -625,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`isls passes | head -3`): not an error of ours, and no
+        # traceback. Point stdout at /dev/null so that flushing it at exit stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from control_center.archive.recorder import KIND_PACKETS, find_pass, iter_pass_r
 from control_center.config import Config
 from control_center.errors import IslsError
 from control_center.telemetry.tmdb_yaml import load_tmdbs
-from control_center.terminal import Progress
+from control_center.terminal import Progress, utc_text
 from drivers.mqtt import RAW_QOS, replay_properties, replay_topic, with_broker
 
 log = logging.getLogger("isls.replay")
@@ -89,6 +89,13 @@ async def replay_pass(config: Config, pass_id: str, *, speed: float | None = Non
     end_ns = parse_time(end, info.start_ns) if end else info.end_ns
     if end_ns < start_ns:
         raise IslsError(f"--to {end} is before --from {start}")
+    if start_ns > info.end_ns or end_ns < info.start_ns:
+        # Nothing to replay is a mistake in the window, not a replay of 0 records.
+        length = (info.end_ns - info.start_ns) / 1e9
+        raise IslsError(f"--from {start or '+0'} --to {end or 'the end'}: the window is "
+                        f"outside pass {pass_id}, which runs {utc_text(info.start_ns)} to "
+                        f"{utc_text(info.end_ns)} UTC ({length:.0f} s: --from +0 to "
+                        f"+{length:.0f})")
     shift_ns = time.time_ns() - start_ns if shift_to_now else 0
     stats = ReplayStats(pass_seconds=max(0.0, (min(end_ns, info.end_ns)
                                               - max(start_ns, info.start_ns)) / 1e9))

@@ -207,10 +207,21 @@ class _Grafana:
 def _grafana_message(exc: GrafanaException) -> str:
     response = exc.response
     if isinstance(response, dict) and response.get("message"):
-        return str(response["message"])[:300]
+        return _shorten(str(response["message"]))
     if isinstance(response, str) and response.strip():
-        return response.strip()[:300]
-    return str(exc.message)[:300]
+        return _shorten(response.strip())
+    return _shorten(str(exc.message))
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    """At most ``limit`` characters, cut between words with an ellipsis (a reason cut
+    mid-word, "… grafana.example usin", reads as a typo)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    if " " in cut:
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def _reason(exc: BaseException) -> str:
@@ -219,7 +230,7 @@ def _reason(exc: BaseException) -> str:
         if isinstance(inner, OSError) and inner.strerror:
             return str(inner.strerror)
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return _shorten(text.splitlines()[0])
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -87,6 +87,47 @@ def local_servers(config: Config, tmdbs: list[Tmdb]) -> Iterator[Config]:
         yield config
 
 
+def servers(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
+            out: TextIO = sys.stdout) -> int:
+    """``isls servers``: only the local broker and InfluxDB, as ``isls up`` starts them,
+    until Ctrl-C (or ``duration`` s), for services run by hand in other shells."""
+    if config.mqtt.external and config.influx.external:
+        out.write("isls servers: the configuration names both servers (ISLS_MQTT_URL, "
+                  "ISLS_INFLUX_URL): nothing to start\n")
+        return 0
+    with contextlib.ExitStack() as stack:
+        stack.callback(os.umask, os.umask(PRIVATE_UMASK))
+        running = stack.enter_context(local_servers(config, tmdbs))
+        mqtt_url = config.mqtt.url if config.mqtt.external else \
+            f"mqtt://127.0.0.1:{config.mqtt.port}"
+        out.write("ISLS local servers (Ctrl-C stops them)\n"
+                  f"  mqtt       {mqtt_url}"
+                  f"{' (external)' if config.mqtt.external else ''}\n"
+                  f"  influxdb   {running.influx.url} database {running.influx.database}"
+                  f"{' (external)' if config.influx.external else ''}\n"
+                  f"  state      {config.state_dir}\n"
+                  "In another shell, for isls ingest, isls sim and the operator tools:\n"
+                  f"  export ISLS_MQTT_URL={mqtt_url} ISLS_INFLUX_URL={running.influx.url}"
+                  f" ISLS_STATE_DIR={config.state_dir}\n")
+        if running.mqtt.username:
+            out.write("  (the broker has accounts: add the user to the URL, e.g. "
+                      "mqtt://isls-operator@127.0.0.1:…, and set ISLS_MQTT_PASSWORD)\n")
+        out.flush()
+        asyncio.run(_wait_for_stop(duration))
+    out.write("servers stopped\n")
+    return 0
+
+
+async def _wait_for_stop(duration: float | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    await stop.wait()
+
+
 class StatusDisplay:
     """A status line per spacecraft: redrawn in place on a terminal, printed every few
     seconds otherwise (logs, CI)."""
@@ -233,6 +274,11 @@ async def run_up(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
         out.write("stopping: simulators, then ingest (flushing to InfluxDB)...\n")
         sim_stop.set()
         await asyncio.gather(*sim_tasks)
+        for serial_sim in serial_simulators:
+            stats = serial_sim.stats
+            out.write(f"hil: {stats.frames} frames written, {stats.frames_destroyed} "
+                      f"destroyed by line noise; {sum(stats.packets.values())} packets sent, "
+                      f"{sum(stats.survivors.values())} in intact frames\n")
         stop.set()
         await ingest_task
         display_stop.set()
@@ -279,8 +325,11 @@ def up(config: Config, tmdbs: list[Tmdb], *, duration: float | None, simulate: b
             hil_run = (hil, str(pair.a))
         out.write(describe(running, tmdbs, hil=hil is not None, simulate=simulate) + "\n")
         if hil_run is not None:
+            settings = hil_run[0]
+            noise = (f"line noise {settings.noise:g} per octet (seed {settings.seed})"
+                     if settings.noise else "no line noise")
             out.write(f"  hil        orbiter simulator (lander relayed on VC 1) writes TM frames "
-                      f"to {hil_run[1]}\n")
+                      f"to {hil_run[1]} at {settings.baud} baud, {noise}\n")
         out.flush()
         ingest = asyncio.run(run_up(running, tmdbs, duration=duration, simulate=simulate,
                                     seed=seed, out=out, hil=hil_run))

@@ -488,3 +488,20 @@ def test_an_unauthorised_alarm_command_says_not_authorized(locked_broker: Mosqui
     with pytest.raises(IslsError, match="was not acknowledged within 1 s"):
         asyncio.run(command_alarm(settings, "ack", "orbiter.altitude.red", "flight", "",
                                   timeout=1.0))
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`isls passes | head -1`: the pipe closes before isls has written all; that is the
+    reader's choice, not an error worth a traceback."""
+    state = tmp_path / "state"
+    _record_passes(state / "archive")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before isls writes a line: every write fails
+    try:
+        result = subprocess.run([*ISLS, "passes"], env=_env(ISLS_STATE_DIR=str(state)),
+                                stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr == ""
+    assert result.returncode == 128 + signal.SIGPIPE

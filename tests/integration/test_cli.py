@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -262,6 +263,12 @@ def test_up_hil_runs_the_chain_over_a_pty_pair(tmp_path: Path) -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "link hil" in result.stdout and "LOCKED" in result.stdout
+    assert "at 115200 baud, line noise 0.0001 per octet (seed 0)" in result.stdout
+    summary = re.search(r"hil: (\d+) frames written, (\d+) destroyed by line noise; "
+                        r"(\d+) packets sent, (\d+) in intact frames", result.stdout)
+    assert summary is not None, result.stdout[-2000:]
+    frames, destroyed, sent, intact = (int(n) for n in summary.groups())
+    assert frames > 0 and destroyed <= frames and 0 < intact <= sent
     assert _processes_using(tmp_path) == []  # socat too
     with InfluxServer(tmp_path / "state" / "influxdb", free_port()) as influxd:
         # Both spacecraft arrived over the one serial line, the lander by relay.

@@ -8,33 +8,35 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
-from tests.conftest import ISLS, wait_for
+from tests.conftest import ISLS, PROJECT, wait_for
 
 STOP_WITHIN = 2.0  # seconds, the promise of the README
 
 
 class Running:
-    """``isls ARGS`` with its log collected line by line as it comes."""
+    """``isls ARGS`` with its output and log collected line by line as they come."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.args = args
-        self.process = subprocess.Popen([*ISLS, *args], env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen([*ISLS, *args], env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
             self.lines.append(line)
 
     @property
@@ -134,3 +136,29 @@ def _stored(influx: InfluxServer) -> int:
     result = influx.query('SELECT COUNT("sequence_count") FROM "lander_power"', "isls")
     series = result["results"][0].get("series")  # type: ignore[index]
     return int(series[0]["values"][0][1]) if series else 0
+
+
+def test_isls_servers_runs_the_local_servers_until_ctrl_c(tmp_path: Path) -> None:
+    """Only the broker and InfluxDB, for services started by hand: it prints how to reach
+    them, they answer, and Ctrl-C stops them (the ports are free again)."""
+    mqtt_port, influx_port = free_port(), free_port()
+    config = tmp_path / "isls.toml"
+    shipped = (PROJECT / "config" / "isls.toml").read_text()
+    assert "port = 18830\n" in shipped and "port = 18086\n" in shipped
+    config.write_text(shipped.replace("port = 18830\n", f"port = {mqtt_port}\n")
+                      .replace("port = 18086\n", f"port = {influx_port}\n")
+                      .replace('tmdb = "tmdb/', f'tmdb = "{PROJECT}/config/tmdb/'))
+    running = Running(["servers", "--config", str(config)], _env(tmp_path))
+    running.wait_log("export ISLS_MQTT_URL=")
+    assert f"export ISLS_MQTT_URL=mqtt://127.0.0.1:{mqtt_port} " \
+           f"ISLS_INFLUX_URL=http://127.0.0.1:{influx_port}" in running.log
+    with socket.create_connection(("127.0.0.1", mqtt_port), timeout=5), \
+            urllib.request.urlopen(f"http://127.0.0.1:{influx_port}/ping", timeout=5):
+        pass
+    code, took = running.stop(signal.SIGINT)
+    assert code == 0, running.log
+    assert took < STOP_WITHIN, f"{took:.1f} s:\n{running.log}"
+    assert "servers stopped" in running.log
+    for port in (mqtt_port, influx_port):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -99,3 +99,24 @@ def test_gaps_count_missing_packets_not_reordered_ones(tmp_path: Path) -> None:
     (info,) = list_passes(tmp_path)
     assert info.id == pass_id and info.packets == len(sequences)
     assert info.gaps == 1 + 1 + 3
+
+
+def test_a_replay_window_outside_the_pass_is_an_error(tmp_path: Path) -> None:
+    """`isls replay PASS --from +600 --to +900` on a 10 s pass: an error naming the pass's
+    span, not a replay of 0 records that looks like success. Checked before any broker
+    is contacted (there is none here)."""
+    import asyncio
+
+    from control_center.archive.replay import replay_pass
+    from control_center.config import load_config
+    from tests.conftest import CONFIG
+
+    config = load_config(CONFIG, {"ISLS_STATE_DIR": str(tmp_path / "state"),
+                                  "ISLS_MQTT_URL": "mqtt://127.0.0.1:1"})
+    writer = ArchiveWriter(config.archive_dir, silence=60.0)
+    for ert, payload in _records(100):  # 10 s of records
+        pass_id = writer.record("lander", ert, "sim", payload)
+    writer.close()
+    with pytest.raises(IslsError, match=rf"--from \+600 --to \+900: the window is outside "
+                                        rf"pass {pass_id}, .* \(10 s: --from \+0 to \+10\)"):
+        asyncio.run(replay_pass(config, pass_id, start="+600", end="+900"))

@@ -416,3 +416,16 @@ def test_grafana_under_a_path_prefix() -> None:
 def test_bad_urls_are_refused_before_any_request(url: str) -> None:
     with pytest.raises(IslsError, match="Grafana URL"):
         push_dashboards(make_set(), url, TOKEN)
+
+
+def test_a_long_reason_is_cut_between_words() -> None:
+    """A library's long error text is shortened at a word boundary with an ellipsis, not
+    mid-word ("… grafana.example usin; tried 4 times" read as a typo)."""
+    from control_center.grafana.push import _shorten
+
+    reason = "Failed to resolve 'grafana.example' " + "using the system resolver " * 20
+    short = _shorten(reason, 100)
+    assert len(short) <= 100 and short.endswith("…")
+    assert reason.startswith(short[:-1])
+    assert reason[len(short) - 1] == " "  # the cut falls between two words
+    assert _shorten("short", 100) == "short"
