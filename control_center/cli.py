@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -280,7 +281,26 @@ def cmd_tmdb_import(args: argparse.Namespace) -> int:
     args.out.write_text(yaml.safe_dump(document, sort_keys=False))
     print(f"{args.out}: packet {packet['name']} (APID {args.apid}, "
           f"{len(packet['parameters'])} parameters) written")
+    _say_how_to_add(args, str(document.get("spacecraft", args.spacecraft)))
     return 0
+
+
+def _say_how_to_add(args: argparse.Namespace, spacecraft: str) -> None:
+    """The step after an import: a spacecraft no configuration names is decoded nowhere."""
+    from control_center.config import config_file
+
+    path = config_file(args.config)
+    try:
+        if spacecraft in {s.name for s in load_config(args.config).spacecraft}:
+            return
+    except IslsError:
+        pass  # no usable configuration: say what to add all the same
+    tmdb = args.out.resolve()
+    with contextlib.suppress(ValueError):
+        tmdb = tmdb.relative_to(path.resolve().parent)
+    print(f"spacecraft {spacecraft!r} is not in {path}: to decode and store it live, add\n"
+          f"\n[[spacecraft]]\nname = \"{spacecraft}\"\ntmdb = \"{tmdb}\"\n\n"
+          f"then `isls tmdb check` and `isls up` (its dashboards come with it).")
 
 
 def cmd_servers(args: argparse.Namespace) -> int:

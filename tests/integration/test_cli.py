@@ -243,6 +243,9 @@ def test_tmdb_import_csv_writes_a_database_that_checks(tmp_path: Path) -> None:
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert "packet ssat_hk (APID 895, 13 parameters) written" in result.stdout
+    # The next step, said: the shipped configuration does not name ssat1 yet.
+    assert f"spacecraft 'ssat1' is not in {CONFIG}: to decode and store it live, add\n\n" \
+           f'[[spacecraft]]\nname = "ssat1"\ntmdb = "{out}"\n' in result.stdout
     check = subprocess.run([*ISLS, "tmdb", "check", str(out)], env=_env(),
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
