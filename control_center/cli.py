@@ -491,7 +491,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from control_center.archive.replay import replay_pass
 
-    config = load_config(args.config)
+    config = _operator_config(args)
     if args.speed == "max":
         speed = None
     else:
@@ -584,10 +584,25 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator_config(args: argparse.Namespace) -> Config:
+    """The configuration for an operator tool (alarms, link status, replay): on a broker
+    with accounts, it logs in as ``isls-operator`` when no user is named and that
+    account's password is at hand (``ISLS_MQTT_PASSWORD_ISLS_OPERATOR``, or the secrets
+    file ``isls up`` keeps in the state directory)."""
+    from dataclasses import replace
+
+    from control_center.operations.security import OPERATOR, account_settings
+
+    config = load_config(args.config)
+    if config.mqtt.username:
+        return config
+    return replace(config, mqtt=account_settings(config, OPERATOR))
+
+
 def cmd_alarms(args: argparse.Namespace) -> int:
     from control_center.operations.alarm_console import command_alarm, list_alarms
 
-    config = load_config(args.config)
+    config = _operator_config(args)
     if args.action == "list":
         return asyncio.run(list_alarms(config.mqtt, once=args.once))
     if not args.alarm_id:
@@ -599,7 +614,7 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 def cmd_link_status(args: argparse.Namespace) -> int:
     from control_center.operations.link_status import link_status
 
-    config = load_config(args.config)
+    config = _operator_config(args)
     return asyncio.run(link_status(config.mqtt, once=args.once))
 
 

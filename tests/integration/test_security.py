@@ -286,3 +286,41 @@ def _listening(pid: int) -> list[str]:
                     address = f"[{host}]"
                 found.append(f"{address}:{int(port, 16)}")
     return found
+
+
+def test_operator_tools_log_in_as_isls_operator_on_a_locked_broker(tmp_path: Path) -> None:
+    """`isls servers` (as `isls up`) locks the broker when its accounts have passwords.
+    The operator tools then log in as isls-operator by themselves when that account's
+    password is in the environment and no user is named: the URL `isls servers` prints
+    is enough. Another account's password alone is refused, with one line."""
+    import signal
+
+    from control_center.config import load_config
+    from control_center.telemetry.tmdb_yaml import load_tmdbs
+    from tests.integration.test_cli import _env, _local_config
+    from tests.support.processes import Running
+
+    config_path = _local_config(tmp_path, free_port(), free_port())
+    loaded = load_config(config_path, {})
+    names = [a.name for a in accounts(loaded, load_tmdbs(loaded.tmdb_paths))]
+    secrets = {"ISLS_MQTT_PASSWORD_" + n.upper().replace("-", "_"): f"pw-{n}" for n in names}
+    servers = Running(["servers", "--config", str(config_path)],
+                      _env(**secrets, ISLS_MQTT_PARTNER_PORT=str(free_port())))
+    try:
+        servers.wait_log("export ISLS_MQTT_URL=")
+        url = servers.log.split("export ISLS_MQTT_URL=")[1].split()[0]
+        operator = _env(ISLS_MQTT_URL=url, ISLS_STATE_DIR=str(tmp_path / "operator"),
+                        ISLS_MQTT_PASSWORD_ISLS_OPERATOR="pw-isls-operator")
+        for command in (["alarms", "--once"], ["link", "status", "--once"]):
+            result = subprocess.run([*ISLS, "--config", str(config_path), *command],
+                                    env=operator, capture_output=True, text=True, timeout=60)
+            assert "not authori" not in result.stderr, result.stderr
+            assert result.returncode in (0, 1), result.stderr  # 1: no link is reporting
+        anonymous = subprocess.run([*ISLS, "--config", str(config_path), "alarms", "--once"],
+                                   env=_env(ISLS_MQTT_URL=url,
+                                            ISLS_STATE_DIR=str(tmp_path / "anonymous")),
+                                   capture_output=True, text=True, timeout=60)
+        assert anonymous.returncode == 2
+        assert "refused the connection: not authorized" in anonymous.stderr
+    finally:
+        servers.stop(signal.SIGINT)
