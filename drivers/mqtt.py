@@ -245,7 +245,7 @@ async def with_reconnect(name: str, settings: MqttSettings,
     delay = 0.25
     while not stop.is_set():
         attempt = asyncio.ensure_future(session())
-        if give_up is not None and not await _finished_or_given_up(attempt, give_up, grace):
+        if give_up is not None and not await finished_unless_given_up(attempt, give_up, grace):
             return stop.is_set()
         try:
             await attempt
@@ -263,10 +263,11 @@ async def with_reconnect(name: str, settings: MqttSettings,
     return True
 
 
-async def _finished_or_given_up(attempt: asyncio.Future[None], give_up: asyncio.Event,
+async def finished_unless_given_up(attempt: asyncio.Future[None], give_up: asyncio.Event,
                                 grace: float) -> bool:
-    """Wait for ``attempt``; if ``give_up`` comes first, allow it ``grace`` seconds more,
-    then cancel it. False if it was cancelled."""
+    """Wait for ``attempt``; if ``give_up`` comes first (Ctrl-C), allow it ``grace``
+    seconds more, then cancel it. False if it was cancelled; its error, if it failed,
+    is the caller's to take (``attempt.result()``)."""
     quitting = asyncio.ensure_future(give_up.wait())
     either: set[asyncio.Future[Any]] = {attempt, quitting}
     try:

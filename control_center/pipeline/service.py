@@ -35,7 +35,6 @@ import contextlib
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 
@@ -59,6 +58,7 @@ from control_center.storage.spool import Spool
 from control_center.storage.writer import InfluxWriter
 from control_center.telemetry.decoder import Decoder, IngestStats
 from control_center.telemetry.tmdb import Tmdb
+from drivers.mqtt import finished_unless_given_up
 from drivers.serial import SerialLinkSource
 
 log = logging.getLogger("isls.ingest")
@@ -223,19 +223,10 @@ async def _database_ready(writer: InfluxWriter, stop: asyncio.Event) -> bool:
     """Create the database, retrying while InfluxDB is unreachable, until ``stop``: False
     if ``stop`` came first (Ctrl-C must not wait for a server that may never come)."""
     ready = asyncio.ensure_future(writer.ensure_database())
-    stopping = asyncio.ensure_future(stop.wait())
-    either: set[asyncio.Future[Any]] = {ready, stopping}
-    try:
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    if ready.done():
-        ready.result()  # a refusal (401) is the caller's error to report
-        return True
-    ready.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await ready
-    return False
+    if not await finished_unless_given_up(ready, stop, grace=0.0):
+        return False
+    ready.result()  # a refusal (401) is the caller's error to report
+    return True
 
 
 async def wait_subscribed(service: IngestService, timeout: float = 15.0) -> None:
