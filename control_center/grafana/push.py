@@ -30,6 +30,8 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from control_center.errors import IslsError
 
+# Shorter than this, a token is not searched for in messages (see _Grafana._clean).
+MIN_TOKEN_LENGTH = 8
 log = logging.getLogger("isls.grafana")
 
 RETRIES = 3  # further attempts after a connection error
@@ -199,9 +201,13 @@ class _Grafana:
         return IslsError(self._clean(f"Grafana {self.url}: {what}: {reason}"))
 
     def _clean(self, message: str) -> str:
-        """One line, and never the token (even if a server or library echoed it)."""
+        """One line, and never the token (even if a server or library echoed it). A
+        token too short to be a real one (Grafana's are 40 characters and more) is not
+        searched for: replacing every "x" in the message would garble it, not hide it."""
         message = " ".join(message.split())
-        return message.replace(self._token, "<token>") if self._token else message
+        if len(self._token) < MIN_TOKEN_LENGTH:
+            return message
+        return message.replace(self._token, "<token>")
 
 
 def _grafana_message(exc: GrafanaException) -> str:

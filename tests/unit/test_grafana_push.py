@@ -429,3 +429,12 @@ def test_a_long_reason_is_cut_between_words() -> None:
     assert reason.startswith(short[:-1])
     assert reason[len(short) - 1] == " "  # the cut falls between two words
     assert _shorten("short", 100) == "short"
+
+
+def test_a_one_letter_token_does_not_garble_the_message(
+        grafana: tuple[FakeGrafana, str]) -> None:
+    """GRAFANA_TOKEN=x: hiding "x" everywhere turned "unexpired" into "une<token>pired"."""
+    _, url = grafana
+    with pytest.raises(IslsError) as raised:
+        push_dashboards(make_set(), url, "x")
+    assert "unexpired service account token" in str(raised.value)
