@@ -44,7 +44,7 @@ class MqttSettings:
     session_expiry: int = 3600
     # The local broker (isls up) saves its store after this many changes: 1 loses nothing
     # it acknowledged on a SIGKILL but slows publishers while a backlog waits; N loses at
-    # most N - 1 messages and costs about N times less (README, "The broker: crashes").
+    # most N - 1 messages and costs about N times less (docs/operating.md, "The broker: crashes").
     broker_save_every: int = 1
 
     @property

@@ -1,6 +1,6 @@
 """The MQTT link: topics, message properties and client construction.
 
-Contract (README, "MQTT contract"):
+Contract (docs/contracts.md, "MQTT contract"):
 
 ``isls/<spacecraft>/tm/raw``
     QoS 1. Payload: one or more whole CCSDS space packets back to back. MQTT 5 user

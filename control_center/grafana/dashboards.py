@@ -212,7 +212,7 @@ def _alarm_panels(board: Board) -> None:
     """Alarm state per parameter, the latest alarm changes and the latest events.
 
     Alarms and events are live-only measurements (no source or pass tag), written by
-    the ingest's monitoring stage: see README, "Limits, alarms and events"."""
+    the ingest's monitoring stage: see docs/alarms.md."""
     alarms, events = quote(ALARMS_MEASUREMENT), quote(EVENTS_MEASUREMENT)
     states = {"0": ("NORMAL", "green"), "1": ("YELLOW", "yellow"), "2": ("RED", "red")}
     timeline = (timeline_panel("Alarm state by parameter")

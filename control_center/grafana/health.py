@@ -49,7 +49,7 @@ HEALTH_FILTERS: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class HealthField:
-    """A field of measurement ``ingest`` or ``link`` (README, "InfluxDB contract") and
+    """A field of measurement ``ingest`` or ``link`` (docs/contracts.md, "InfluxDB contract") and
     its panel on the ground system health dashboard, in row ``row``.
 
     ``kind`` says what the value is, and so how it is queried and drawn:

@@ -190,7 +190,7 @@ class BrokerSecurity:
 # since the last save (issue 13, item 5: 6,900 of 8,000 queued messages with the 10 s
 # interval). A save after every pass that changed something loses nothing acknowledged
 # but the last pass, acknowledged milliseconds before. Its cost, measured with
-# bench/broker_persistence.py (README, "Operating it"): while the ingest keeps up, one
+# bench/broker_persistence.py (docs/operating.md): while the ingest keeps up, one
 # small save and one fsync per pass; while it is away, each save rewrites the whole
 # backlog, so a publisher that awaits each PUBACK slows as the backlog grows, and the
 # broker writes far more than it holds.
@@ -315,7 +315,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   # No /debug/pprof (profiles, goroutine dumps) without authentication. InfluxDB 1.6.7
   # has no switch for /debug/vars and /debug/requests: they answer anyone who reaches
   # this port (counters, database names, user names, its command line, no telemetry),
-  # which is why it binds 127.0.0.1 only; see the README.
+  # which is why it binds 127.0.0.1 only; see docs/operating.md.
   pprof-enabled = false
 
 [ifql]

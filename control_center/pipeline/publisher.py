@@ -49,8 +49,8 @@ def param_message(batch: DecodedBatch) -> bytes:
     """JSON for ``isls/<spacecraft>/tm/param``: the batch's engineering values by column.
 
     orjson writes numpy arrays in C (non-finite floats as ``null``): the stdlib encoder
-    walking Python lists took 60 % of the ingest's time at 400,000 values/s (README,
-    "Performance"). Float32 columns go out as float64, the values InfluxDB stores.
+    walking Python lists took 60 % of the ingest's time at 400,000 values/s
+    (docs/performance.md). Float32 columns go out as float64, the values InfluxDB stores.
     """
     values: dict[str, np.ndarray[Any, Any] | list[Any]] = {}
     for name, column in batch.values.items():

@@ -220,8 +220,8 @@ class MqttReader:
             if gate is not None:
                 gate.taken()
             if message.topic.value.startswith("$SYS/"):
-                # The broker's own figures: what it dropped and holds (README, "Operating
-                # it"); readable where the ACL lets this account read $SYS.
+                # The broker's own figures: what it dropped and holds
+                # (docs/operating.md); readable where the ACL lets this account read $SYS.
                 self._broker_figure(message.topic.value, message.payload)
                 ack(client, message)
                 continue

@@ -1,5 +1,5 @@
 """The InfluxDB contract, in one place: every measurement, tag and field the control
-center writes, and the line protocol text of each (README, "InfluxDB contract").
+center writes, and the line protocol text of each (docs/contracts.md, "InfluxDB contract").
 
 - one measurement per packet type, named after the packet: tags ``spacecraft`` and
   ``source`` (live, replay, import; ``pass`` for a replay), one field per parameter
@@ -103,7 +103,7 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
     ingest than a line per value. The text is built column by column in polars (Rust):
     numpy has no fast number-to-text kernel, and formatting one Python float at a
     time (``repr``) costs about 1 µs a value, which capped the ingest near 1 M values/s
-    on one core (profiled: README, "Performance"). Polars writes floats in their
+    on one core (profiled: docs/performance.md). Polars writes floats in their
     shortest round-trip form, as ``repr`` does, so the stored values are the same
     (``format_lines_reference`` is the one-packet-at-a-time version the tests compare
     against). Non-finite floats cannot be stored in InfluxDB; a packet holding one is

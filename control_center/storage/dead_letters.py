@@ -1,6 +1,6 @@
 """The dead-letter store: messages the ingest could not take, kept for the operator.
 
-One poison-message policy for everything a message carries (README, "Operating it"):
+One poison-message policy for everything a message carries (docs/operating.md):
 a message whose properties cannot be trusted (an earth-receive time outside any
 plausible range, a replay shift that would overflow a timestamp, ...) or whose
 processing failed is counted, archived as received where possible, written here, and

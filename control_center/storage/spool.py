@@ -8,7 +8,7 @@ A crash between the confirmation and the delete posts that batch again on restar
 same points (series, time, values) overwrite themselves, so nothing is stored twice.
 
 Bounded by size: when it is full the writer stops acknowledging, and the backlog waits
-at the broker (README, "Operating it"). A write that fails (disk full, read-only,
+at the broker (docs/operating.md). A write that fails (disk full, read-only,
 permissions) raises ``OSError`` and leaves nothing behind: the writer keeps that batch
 in memory, unacknowledged, and tries again.
 """

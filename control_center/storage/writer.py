@@ -7,7 +7,7 @@ v1 endpoints ``POST /write`` (line protocol) and ``/query`` (InfluxQL) are serve
 ``Authorization: Token`` header), so the writer speaks exactly those with aiohttp
 (:mod:`~control_center.storage.posting`).
 
-Contract (README, "InfluxDB contract"): one measurement per packet type named after
+Contract (docs/contracts.md, "InfluxDB contract"): one measurement per packet type named after
 the packet; tags ``spacecraft`` and ``source``; one field per parameter holding the
 engineering value; the point time is the packet's onboard time in UTC (ns).
 

@@ -29,7 +29,7 @@ spelled out (``FGx_-4.7VHK`` → ``fgx_minus4_7vhk``) and a collision that remai
 ``_2``, ``_3`` … with a note naming both original names. Each parameter's description
 keeps its original name.
 
-The result is the plain mapping a TMDB YAML file holds for one packet (README,
+The result is the plain mapping a TMDB YAML file holds for one packet (docs/contracts.md,
 "Telemetry database"), plus notes: one line per row taken with a change, naming the
 file, line, original name and why. Rows that leave the definition unusable raise one
 :class:`TmdbError` listing every problem of the file.

@@ -1,7 +1,7 @@
 """The decode stage, free of I/O: raw messages in, decoded batches out.
 
 Used alike by the live ingest, replay, `isls import` and pass reports, so every path
-stores a packet at the same point (README, "InfluxDB contract").
+stores a packet at the same point (docs/contracts.md, "InfluxDB contract").
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class _Pending:
     first_seq: int = 0  # the message the oldest waiting packet came from
 
 
-# Point identity (README, "InfluxDB contract"). InfluxDB keeps one point per
+# Point identity (docs/contracts.md, "InfluxDB contract"). InfluxDB keeps one point per
 # measurement, tag set and timestamp, so no two packets may share a timestamp:
 # - onboard time: the packet's 14-bit CCSDS sequence count (133.0-B-2 §4.1.3.4.2.2) is
 #   added in nanoseconds, so packets of a coarse clock or a burst (same onboard time,

@@ -9,7 +9,7 @@ decoder, the simulators' encoder, limits and dashboards all read it.
 Bit offsets count from the first bit of the packet, primary header included (the
 convention of ccsdspy's packet definitions, so its CSV files import unchanged). A
 parameter without ``bit_offset`` follows the previous one (the first follows the
-headers). See the README, section "Telemetry database", for the full format.
+headers). See the docs/contracts.md, "Telemetry database", for the full format.
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ class Parameter:
     @property
     def is_wide_unsigned(self) -> bool:
         """An uncalibrated unsigned value that can exceed int64 (InfluxDB 1.x has no
-        unsigned type): stored as its exact decimal text (README, "InfluxDB contract")."""
+        unsigned type): stored as its exact decimal text (docs/contracts.md, "InfluxDB
+        contract")."""
         return self.type == "unsigned" and self.bit_length > 63 \
             and self.calibration.kind == "none"
 

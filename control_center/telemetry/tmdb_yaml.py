@@ -1,5 +1,5 @@
 """The TMDB's YAML format: read and validated once, every problem of a file reported at
-once with its place (README, "Telemetry database")."""
+once with its place (docs/contracts.md, "Telemetry database")."""
 
 from __future__ import annotations
 

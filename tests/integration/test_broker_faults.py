@@ -162,7 +162,7 @@ def test_an_agency_cannot_use_the_ingests_client_id(
 
 
 def test_the_local_brokers_save_interval_comes_from_the_config(tmp_path: Path) -> None:
-    """`mqtt.broker_save_every` trades durability for publishing speed (README, "The
+    """`mqtt.broker_save_every` trades durability for publishing speed (docs/operating.md, "The
     broker: crashes"): it is what `isls up` writes into the broker's config."""
     from control_center.config import load_config
     from control_center.errors import ConfigError

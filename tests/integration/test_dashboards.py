@@ -175,7 +175,7 @@ REJECTED = (0, 0, 1, 1, 2, 2, 3, 3, 3, 3, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2)
 
 def _ingest_lines(identifier: str = INGEST_ID) -> list[str]:
     """An ingest's health points a second apart, in the ``ingest`` measurement's shape
-    (README, "InfluxDB contract"), restarted after ``RESTART`` points. The broker's $SYS
+    (docs/contracts.md, "InfluxDB contract"), restarted after ``RESTART`` points. The broker's $SYS
     figures are the broker's own: they go on through the ingest's restart (3 dropped in
     the range, 10 before it)."""
     lines = []

@@ -212,6 +212,6 @@ def test_engineering_values_are_republished_for_live_consumers(
     assert isinstance(values, dict)
     assert np.allclose(values["battery_soc"], [50.0, 55.0, 60.0], atol=0.005)
     # The point times InfluxDB holds: onboard time plus the sequence count in ns
-    # (README, "InfluxDB contract").
+    # (docs/contracts.md, "InfluxDB contract").
     assert document["time_ns"] == [1_800_000_000_000_000_000 + i * 1_000_000_000 + i
                                    for i in range(3)]

@@ -14,7 +14,7 @@ value: integers and enum state numbers exactly, floats bit for bit (a non-finite
 must be absent from exactly its own point), polynomial calibrations with rtol 1e-12
 against ccsdspy's ``PolyConverter``, strings, unsigned 64-bit values as exact decimal
 text; ``sequence_count`` against each packet's header, the point times against the
-InfluxDB contract (README: receive time + the packet's place in its message, in ns),
+InfluxDB contract (docs/contracts.md: receive time + the packet's place in its message, in ns),
 and the number of points against the number of packets (none lost, none merged).
 """
 

@@ -1,5 +1,5 @@
 """docker-compose.yml, deploy/Dockerfile and deploy/mosquitto.conf, checked as files:
-Docker cannot run here, so these tests hold the structure the README promises (the
+Docker cannot run here, so these tests hold the structure docs/dashboards.md promises (the
 services, pinned images, the mounts Grafana provisioning needs, the control center
 pointed at the service names, no secrets) and nothing about a running stack."""
 

@@ -241,7 +241,7 @@ def test_known_values_plots_hold_exactly_what_was_encoded(
         assert (meta["yellow_violations"], meta["red_violations"]) == \
             _expected_violations(encoded, parameter.limits), where
         ms = archive.known_ms[packet.name]
-        # Point times: onboard time plus the sequence count in ns (README, "InfluxDB
+        # Point times: onboard time plus the sequence count in ns (docs/contracts.md, "InfluxDB
         # contract"); the first packet's count is 0.
         assert meta["first_ns"] == point_ns(KNOWN_START * SECOND + int(ms[0]) * 1_000_000, 0), \
             where
@@ -254,7 +254,7 @@ def test_known_values_plots_hold_exactly_what_was_encoded(
 
 
 def point_ns(onboard_ns: int, sequence_count: int) -> int:
-    """The point time of a packet (README, "InfluxDB contract")."""
+    """The point time of a packet (docs/contracts.md, "InfluxDB contract")."""
     return onboard_ns + sequence_count
 
 
