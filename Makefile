@@ -16,10 +16,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# The unit tests alone (no server, no subprocess) on every core: about half a minute on
+# The unit tests alone (no server, no subprocess) on every core, a test file to a worker
+# (its module fixtures built once): about half a minute on
 # two, for the edit-test loop. `make test` runs everything.
 test-fast: setup
-	$(BIN)/python -m pytest -m unit -n auto -q tests/unit
+	$(BIN)/python -m pytest -m unit -n auto --dist loadfile -q tests/unit
 
 test: setup
 	$(BIN)/ruff check .
