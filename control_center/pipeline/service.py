@@ -7,7 +7,7 @@ control_center/telemetry/records.py::
     MqttReader ───┐         DecodeStore                     AlarmStage
                   ├─intake─▶ archive, split, batch ─batch──▶ monitor (batches, clock),
     SerialIntake ─┘ queue    per APID, decode       queue    operator alarm commands
-        │        (Delivery)   │                │  (Decoded-    │                 │
+        │        (Received)   │                │  (Decoded-    │                 │
         │                     ▼                │   Batch)      ▼                 │
         │      InfluxWriter, then acknowledge  │      InfluxWriter: alarms, events
         ▼                                      ▼                                 ▼

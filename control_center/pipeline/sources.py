@@ -60,7 +60,7 @@ BROKER_FIGURES = {"$SYS/broker/publish/messages/dropped": "broker_dropped",
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class Received:
     """A raw message on the intake queue, with what acknowledges it to the broker
     (``None``: nothing to acknowledge, a serial link's packets)."""
 
@@ -69,7 +69,7 @@ class Delivery:
 
 
 # ``None`` on the intake queue: the sources have stopped, the decoder finishes.
-Intake = asyncio.Queue[Delivery | None]
+Intake = asyncio.Queue[Received | None]
 
 
 class MqttReader:
@@ -244,7 +244,7 @@ class MqttReader:
                 ack(client, message)
                 continue  # a serial link's ingest stored it already
             # Waits when the decoder is behind; unacknowledged, the broker holds the rest.
-            await self.intake.put(Delivery(raw, functools.partial(ack, client, message)))
+            await self.intake.put(Received(raw, functools.partial(ack, client, message)))
             self.stats.queue_depth = self.intake.qsize()
 
     def _broker_figure(self, topic: str, payload: object) -> None:
@@ -288,7 +288,7 @@ class SerialIntake:
     async def _from_link(self, spacecraft: str, packets: bytes, receive_ns: int,
                          name: str) -> None:
         """Packets deframed from a serial link: stored locally, and republished."""
-        await self.intake.put(Delivery(RawMessage(spacecraft, packets, receive_ns, name,
+        await self.intake.put(Received(RawMessage(spacecraft, packets, receive_ns, name,
                                                   stored=True)))
         self.publisher.offer(Outgoing(raw_topic(spacecraft), packets, qos=RAW_QOS,
                                       properties=(receive_ns, name)))
