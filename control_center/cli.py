@@ -26,7 +26,7 @@ from control_center.config import Config, load_config
 from control_center.errors import IslsError, TmdbError
 from control_center.telemetry.tmdb import Tmdb
 from control_center.telemetry.tmdb_yaml import load_tmdbs, parse_tmdb
-from control_center.terminal import utc_text
+from control_center.terminal import stop_on_signals, utc_text
 
 log = logging.getLogger("isls")
 DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
@@ -322,14 +322,6 @@ def cmd_up(args: argparse.Namespace) -> int:
               hil=hil, dashboards_dir=config.grafana.dashboards_dir)
 
 
-async def _run_until_signal(duration: float | None, stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    if duration is not None:
-        loop.call_later(duration, stop.set)
-
-
 def cmd_sim(args: argparse.Namespace) -> int:
     from simulators.runner import PacketGenerator, SimulatorService, make_model
 
@@ -355,7 +347,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
-        await _run_until_signal(None, stop)
+        stop_on_signals(stop)
         log.info("simulator %s publishing to %s on %s", args.kind,
                  f"isls/{name}/tm/raw", config.mqtt.url)
         await service.run(stop, args.duration)
@@ -391,7 +383,7 @@ def _sim_serial(args: argparse.Namespace, config: Config, tmdbs: list[Tmdb], tmd
 
     async def main() -> None:
         stop = asyncio.Event()
-        await _run_until_signal(None, stop)
+        stop_on_signals(stop)
         log.info("simulator %s writing %s frames to %s at %d baud", args.kind, args.framing,
                  args.serial, args.baud)
         await service.run(stop, args.duration)
@@ -636,7 +628,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
-        await _run_until_signal(args.duration, stop)
+        stop_on_signals(stop, args.duration)
         await service.run(stop)
 
     asyncio.run(main())

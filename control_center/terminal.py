@@ -1,8 +1,11 @@
-"""Text for the terminal: live text and progress bars, redrawn in place on a tty and
-printed anew elsewhere (logs, CI, pipes), so commands read well in both."""
+"""The terminal: live text and progress bars, redrawn in place on a tty and printed
+anew elsewhere (logs, CI, pipes), so commands read well in both; and Ctrl-C (or
+SIGTERM) as the way a long-running command is asked to stop."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -65,3 +68,14 @@ def utc_text(ns: object, *, milliseconds: bool = False, date: bool = True,
     stamp = datetime.fromtimestamp(seconds, UTC).strftime(
         "%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
     return f"{stamp}.{rest // 1_000_000:03d} UTC" if milliseconds else stamp
+
+
+def stop_on_signals(stop: asyncio.Event, duration: float | None = None) -> None:
+    """Set ``stop`` on SIGINT or SIGTERM, or after ``duration`` seconds: a command's
+    tasks then finish their work in order instead of being killed mid-write. Call it
+    from the running event loop."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)

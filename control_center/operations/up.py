@@ -39,7 +39,7 @@ from control_center.operations.servers import (
 )
 from control_center.pipeline.service import IngestService, wait_subscribed
 from control_center.telemetry.tmdb import Tmdb
-from control_center.terminal import LiveText
+from control_center.terminal import LiveText, stop_on_signals
 from drivers.mqtt import raw_subscription, raw_topic
 from simulators.noise import LinkNoise
 from simulators.pty import PtyPair
@@ -113,18 +113,14 @@ def servers(config: Config, tmdbs: list[Tmdb], *, duration: float | None,
             out.write("  (the broker has accounts: add the user to the URL, e.g. "
                       "mqtt://isls-operator@127.0.0.1:…, and set ISLS_MQTT_PASSWORD)\n")
         out.flush()
-        asyncio.run(_wait_for_stop(duration))
+        asyncio.run(_until_stopped(duration))
     out.write("servers stopped\n")
     return 0
 
 
-async def _wait_for_stop(duration: float | None) -> None:
+async def _until_stopped(duration: float | None) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    if duration is not None:
-        loop.call_later(duration, stop.set)
+    stop_on_signals(stop, duration)
     await stop.wait()
 
 
