@@ -93,9 +93,8 @@ class SerialLinkSource:
         else:
             self.cobs = CobsDeframer()
         self.silence_ns = int(silence_limit(settings) * 1e9)
-        # COBS frames carry no time: when the good-frame count last moved (monotonic ns).
-        self._cobs_good = 0
-        self._cobs_good_at = 0
+        # COBS frames carry no time: when the last good one was read (monotonic ns).
+        self._last_cobs_frame = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.1
@@ -176,7 +175,8 @@ class SerialLinkSource:
                 by_spacecraft.setdefault(spacecraft, []).append(packet)
         elif self.cobs is not None:
             packets = self.cobs.feed(data)
-            if packets:
+            if packets:  # every good COBS frame is one packet
+                self._last_cobs_frame = time.monotonic_ns()
                 by_spacecraft[self.settings.spacecraft] = packets
         for spacecraft, packets in by_spacecraft.items():
             await self.sink(spacecraft, b"".join(packets), receive_ns)
@@ -203,11 +203,8 @@ class SerialLinkSource:
         else:
             # COBS has no frame counter nor sync marker: every good frame is a packet.
             cobs = self.cobs.stats if self.cobs is not None else CobsStats()
-            now = time.monotonic_ns()
-            if cobs.frames_good != self._cobs_good:
-                self._cobs_good, self._cobs_good_at = cobs.frames_good, now
             locked = self.state.connected and cobs.frames_good > 0 \
-                and now - self._cobs_good_at <= self.silence_ns
+                and time.monotonic_ns() - self._last_cobs_frame <= self.silence_ns
             frames_good, frames_bad, frames_gap, sync_losses = \
                 cobs.frames_good, cobs.frames_bad, 0, 0
             packets, packets_dropped, last_frame_ns = cobs.frames_good, cobs.frames_bad, None
