@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from control_center.operations.servers import InfluxServer, MosquittoServer, free_port
-from tests.conftest import PROJECT, wait_for
+from tests.conftest import PROJECT, count_points, wait_for
 from tests.support.processes import Running
 
 STOP_WITHIN = 2.0  # seconds, the promise of the README
@@ -77,7 +77,8 @@ def test_an_ingest_whose_influxdb_died_stops_at_once_and_says_where_the_rest_is(
         ingest = Running(["ingest"], env)
         ingest.wait_log("subscribed")
         simulator = Running(["sim", "lander"], env)
-        wait_for(lambda: _stored(influx) > 0, 30, message="telemetry stored")
+        wait_for(lambda: count_points(influx, "isls", "lander_power") > 0, 30,
+                 message="telemetry stored")
         influx.stop()  # InfluxDB dies under load
         ingest.wait_log("spooled to disk")
         code, took = ingest.stop(signal.SIGINT)
@@ -87,13 +88,6 @@ def test_an_ingest_whose_influxdb_died_stops_at_once_and_says_where_the_rest_is(
     spool = tmp_path / "state" / "spool"
     assert f"lines wait in the disk spool ({spool}) for InfluxDB" in ingest.log, ingest.log
     assert any(spool.iterdir())
-
-
-def _stored(influx: InfluxServer) -> int:
-    """Points stored so far (0 before the ingest has created the database)."""
-    result = influx.query('SELECT COUNT("sequence_count") FROM "lander_power"', "isls")
-    series = result["results"][0].get("series")  # type: ignore[index]
-    return int(series[0]["values"][0][1]) if series else 0
 
 
 def test_isls_servers_runs_the_local_servers_until_ctrl_c(tmp_path: Path) -> None:
