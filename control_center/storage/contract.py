@@ -66,7 +66,7 @@ def _columns(batch: DecodedBatch) -> list[tuple[str, str, np.ndarray[Any, Any]]]
     columns: list[tuple[str, str, np.ndarray[Any, Any]]] = []
     for parameter in batch.packet.parameters:
         column = np.asarray(batch.values[parameter.name])
-        if parameter.type == "string":
+        if parameter.octets_value:  # string, or binary as hex
             columns.append((parameter.name, "text", column))
         elif parameter.is_wide_unsigned:
             columns.append((parameter.name, "text", column.astype(np.uint64).astype(str)))

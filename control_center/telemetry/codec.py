@@ -66,6 +66,9 @@ def _plan(parameter: Parameter) -> _Field:
     order: tuple[int, ...] | None = None
     if parameter.type == "string":
         return _Field(parameter, first, octets, 0, 0, np.dtype(f"S{octets}"))
+    if parameter.type == "binary":
+        # V, not S: a binary block keeps its trailing zero octets.
+        return _Field(parameter, first, octets, 0, 0, np.dtype(f"V{octets}"))
     if parameter.byte_order not in ("big", "little"):
         order = octet_permutation(parameter.byte_order, octets)
     elif parameter.byte_order == "little" and parameter.bit_length not in (8, 16, 32, 64):
@@ -106,6 +109,7 @@ class PacketCodec:
 
         self.spacecraft = spacecraft
         self.packet = packet
+        self.name = packet.name
         self._fields = [] if packet.variable else [_plan(p) for p in packet.parameters]
         self._layouts: dict[tuple[int, tuple[int, ...]], PacketCodec] = {}
         known = [p.name for p in packet.parameters]
@@ -123,7 +127,7 @@ class PacketCodec:
         if field.order is not None:  # whole octets, validated by the TMDB
             column = column[:, list(field.order)]
         if field.view_dtype is not None:
-            if field.view_dtype.kind == "S":
+            if field.view_dtype.kind in "SV":
                 return np.ascontiguousarray(column).view(field.view_dtype)[:, 0]
             return np.ascontiguousarray(column).view(field.view_dtype)[:, 0].astype(
                 field.view_dtype.newbyteorder("="))
@@ -142,6 +146,8 @@ class PacketCodec:
         calibration = parameter.calibration
         if parameter.type == "string":
             return np.array([render_text(v) for v in raw.tolist()], dtype=object)
+        if parameter.type == "binary":
+            return np.array([bytes(v).hex() for v in raw.tolist()], dtype=object)
         if parameter.type == "boolean":
             return np.asarray(raw != 0)
         if calibration.kind == "polynomial":
@@ -236,6 +242,8 @@ class PacketCodec:
         """Engineering values to raw counts: the inverse calibration, rounded and clipped."""
         eng = np.asarray(values)
         calibration = parameter.calibration
+        if parameter.octets_value:
+            return eng  # text (string) or hex text (binary), packed by _insert
         if parameter.type == "float":
             return eng.astype(np.float64)
         if parameter.type == "boolean":
@@ -295,9 +303,14 @@ class PacketCodec:
         if self.packet.time == "cuc":
             octets[:, 6:10] = np.asarray(coarse, dtype=">u4").reshape(n, 1).view(np.uint8)
             octets[:, 10:12] = np.asarray(fine, dtype=">u2").reshape(n, 1).view(np.uint8)
+        chosen = dict(self.packet.select)
         for field in self._fields:
             parameter = field.parameter
             if parameter.overlay:
+                continue
+            if parameter.name not in values and parameter.name in chosen:
+                # A polymorphic packet's type field: its first selecting raw value.
+                self._insert(octets, field, np.full(n, chosen[parameter.name][0]))
                 continue
             if parameter.name not in values:
                 raise KeyError(f"{self.packet.name}: no value for parameter {parameter.name!r}")
@@ -325,8 +338,10 @@ class PacketCodec:
 
     def _insert(self, octets: npt.NDArray[np.uint8], field: _Field, column: Array) -> None:
         n = octets.shape[0]
-        if field.view_dtype is not None and field.view_dtype.kind == "S":
-            text = np.array([str(v).encode() for v in column.tolist()], dtype=field.view_dtype)
+        if field.view_dtype is not None and field.view_dtype.kind in "SV":
+            text = np.array([bytes.fromhex(str(v)).ljust(field.octets, b"\0")
+                             if field.view_dtype.kind == "V" else str(v).encode()
+                             for v in column.tolist()], dtype=f"S{field.octets}")
             packed = np.ascontiguousarray(text).view(np.uint8)
             octets[:, field.first:field.first + field.octets] = packed.reshape(n, field.octets)
             return
@@ -348,6 +363,57 @@ class PacketCodec:
         region |= span
 
 
+class SelectCodec:
+    """The packet types sharing one APID (polymorphic packets), told apart by ``select``.
+
+    Each packet is given to the first type whose every select condition holds on its raw
+    values (read for the whole batch at once from the packets' first octets) and whose
+    length fits; a packet no type takes is counted as a misfit, never guessed.
+    """
+
+    def __init__(self, spacecraft: str, packets: tuple[PacketDef, ...]) -> None:
+        self.codecs = [PacketCodec(spacecraft, p) for p in packets]
+        self.name = "/".join(p.name for p in packets)
+        self._conditions: list[list[tuple[_Field, npt.NDArray[np.int64]]]] = []
+        for packet in packets:
+            by_name = {p.name: p for p in packet.parameters}
+            self._conditions.append([(_plan(by_name[name]), np.array(values, dtype=np.int64))
+                                     for name, values in packet.select])
+        self._head = max((f.first + f.octets for conditions in self._conditions
+                          for f, _ in conditions), default=PRIMARY_HEADER_LENGTH)
+
+    def decode_groups(self, packets: list[bytes], receive_ns: npt.NDArray[np.int64]
+                      ) -> tuple[list[tuple[DecodedBatch, npt.NDArray[np.intp]]], int]:
+        n = len(packets)
+        sizes = np.fromiter((len(p) for p in packets), dtype=np.int64, count=n)
+        long_enough = np.flatnonzero(sizes >= self._head)
+        head = np.zeros((n, self._head), dtype=np.uint8)
+        if long_enough.size:
+            head[long_enough] = np.frombuffer(
+                b"".join(packets[i][:self._head] for i in long_enough.tolist()),
+                dtype=np.uint8).reshape(long_enough.size, self._head)
+        choice = np.full(n, -1, dtype=np.int64)
+        for index, (codec, conditions) in enumerate(zip(self.codecs, self._conditions,
+                                                        strict=True)):
+            match = (choice < 0) & (sizes >= self._head)
+            if not codec.packet.variable:
+                match &= sizes == codec.packet.length
+            for field, values in conditions:
+                match &= np.isin(PacketCodec._extract_raw(head, field).astype(np.int64), values)
+            choice[match] = index
+        out: list[tuple[DecodedBatch, npt.NDArray[np.intp]]] = []
+        bad = int((choice < 0).sum())
+        for index, codec in enumerate(self.codecs):
+            rows = np.flatnonzero(choice == index)
+            if not rows.size:
+                continue
+            groups, misfits = codec.decode_groups([packets[i] for i in rows.tolist()],
+                                                  receive_ns[rows])
+            bad += misfits
+            out.extend((batch, rows[members]) for batch, members in groups)
+        return out, bad
+
+
 # ------------------------------------------------------------- variable-length packets
 
 
@@ -361,7 +427,13 @@ def concrete_layout(packet: PacketDef, length: int, counts: tuple[int, ...]) -> 
         start = item.bit_offset if item.bit_offset >= 0 else offset
         count = 1 if item.array is None else item.array if isinstance(item.array, int) \
             else next(sizes)
-        if item.type != "spare":
+        if item.octets_value and item.array is not None:
+            # A string or binary of dynamic size: one value of ``count`` octets.
+            # An empty one (count 0) has no value in this packet.
+            if count:
+                parameters.append(replace(item, bit_offset=start, bit_length=8 * count,
+                                          array=None))
+        elif item.type != "spare":
             if item.array is None:
                 parameters.append(replace(item, bit_offset=start))
             else:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.codec import PacketCodec, SelectCodec
 from control_center.telemetry.packets import split_packets
 from control_center.telemetry.records import DecodedBatch, RawMessage
 from control_center.telemetry.tmdb import Tmdb
@@ -86,14 +86,19 @@ class Decoder:
         # coarse time is years): counted and skipped, or it would sit on every
         # dashboard's "now" for years.
         self.max_future_ns = int(max_future_days * 86400 * 1e9)
-        self._codecs: dict[str, dict[int, PacketCodec]] = {}
+        self._codecs: dict[str, dict[int, PacketCodec | SelectCodec]] = {}
         self._lengths: dict[str, dict[int, int]] = {}
         self._crc: dict[str, frozenset[int]] = {}
         self._versions: dict[str, int] = {}
         for tmdb in tmdbs:
-            self._codecs[tmdb.spacecraft] = {p.apid: PacketCodec(tmdb.spacecraft, p)
-                                             for p in tmdb.packets}
-            self._lengths[tmdb.spacecraft] = {p.apid: p.length for p in tmdb.packets}
+            variants = tmdb.variants()
+            self._codecs[tmdb.spacecraft] = {
+                apid: PacketCodec(tmdb.spacecraft, types[0]) if len(types) == 1
+                else SelectCodec(tmdb.spacecraft, types) for apid, types in variants.items()}
+            # An APID shared by types of several lengths is checked per type, not split.
+            self._lengths[tmdb.spacecraft] = {
+                apid: types[0].length if len({p.length for p in types}) == 1 else 0
+                for apid, types in variants.items()}
             self._crc[tmdb.spacecraft] = frozenset(p.apid for p in tmdb.packets
                                                    if p.error_control)
             self._versions[tmdb.spacecraft] = tmdb.packet_version
@@ -178,14 +183,15 @@ class Decoder:
                     # A defect, never a reason to stop: these packets go to the
                     # dead-letter store (the service takes ``failed``) and are counted.
                     self.count_error("decode_failure", len(pending.packets[chunk]),
-                                     f"{spacecraft} {codec.packet.name}: {exc!r}")
+                                     f"{spacecraft} {codec.name}: {exc!r}")
                     self.failed.append((spacecraft, f"decode failed: {exc!r}",
                                         b"".join(pending.packets[chunk])))
                     continue
                 if misfits:
                     self.count_error("bad_layout", misfits,
-                                     f"{spacecraft} {codec.packet.name}: packets whose "
-                                     f"variable-size fields do not fit their length")
+                                     f"{spacecraft} {codec.name}: packets that fit none "
+                                     f"of its layouts (variable-size fields beyond their "
+                                     f"length, or no select of a shared APID matching)")
                 for decoded, rows in groups:
                     batch = self._finish(decoded, ordinals[rows], shift_ns, source, pass_id)
                     if batch is not None:

@@ -19,11 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-ParameterType = Literal["unsigned", "signed", "float", "enum", "boolean", "string", "spare"]
+ParameterType = Literal["unsigned", "signed", "float", "enum", "boolean", "string", "binary",
+                        "spare"]
 # "spare" (fill) bits are accepted in a definition and skipped: they advance the layout
-# but are neither decoded nor stored.
+# but are neither decoded nor stored. "binary" octets are stored as lowercase hex text
+# (an XTCE BinaryParameterType: a memory dump, a waveform block).
 PARAMETER_TYPES: tuple[str, ...] = ("unsigned", "signed", "float", "enum", "boolean", "string",
-                                    "spare")
+                                    "binary", "spare")
+# Types whose value is a run of whole octets, shown as text; their size may be dynamic.
+OCTET_TYPES: tuple[str, ...] = ("string", "binary")
 # "big", "little", or an octet order of digits as ccsdspy writes it ("2143", "3412"):
 # see :func:`octet_permutation`.
 ByteOrder = str
@@ -113,10 +117,17 @@ class Parameter:
     # Enum values given as inclusive ranges (low, high, state name), beside ``states``.
     state_ranges: tuple[tuple[int, int, str], ...] = ()
     # An array in a variable-length packet's layout; fixed arrays are expanded into
-    # their elements (``<name>_<i>``) when the TMDB is loaded.
+    # their elements (``<name>_<i>``) when the TMDB is loaded. On a string or binary
+    # parameter (bit_length 8) it is the dynamic size in octets (YAML ``size:``): a
+    # concrete layout makes it one value of that many octets, not elements.
     array: ArraySize | None = None
     element_of: str = ""  # the array an element belongs to
     element_index: int = -1
+
+    @property
+    def octets_value(self) -> bool:
+        """A string or binary value: whole octets, stored as text."""
+        return self.type in OCTET_TYPES
 
     @property
     def is_float_value(self) -> bool:
@@ -177,6 +188,12 @@ class PacketDef:
     error_control: bool = True  # a CRC-16 trailer closes the packet
     derived: tuple[DerivedParameter, ...] = ()
     layout: tuple[Parameter, ...] = ()  # variable-length packets only
+    # Polymorphic packets (XTCE containers told apart by values inside the packet):
+    # (parameter name, raw values) that must all hold for a packet of this APID to be
+    # this type. Several types may share an APID when each has a ``select``; the first
+    # whose every condition holds decodes the packet (docs/contracts.md, "Telemetry
+    # database").
+    select: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def variable(self) -> bool:
@@ -221,7 +238,19 @@ class Tmdb:
     packet_version: int = 0
 
     def by_apid(self) -> dict[int, PacketDef]:
-        return {p.apid: p for p in self.packets}
+        """One packet type per APID: the first, for APIDs shared by polymorphic packets
+        (use :meth:`variants` to see them all)."""
+        out: dict[int, PacketDef] = {}
+        for p in self.packets:
+            out.setdefault(p.apid, p)
+        return out
+
+    def variants(self) -> dict[int, tuple[PacketDef, ...]]:
+        """Every packet type of each APID, in file order (the order ``select`` is tried)."""
+        out: dict[int, list[PacketDef]] = {}
+        for p in self.packets:
+            out.setdefault(p.apid, []).append(p)
+        return {apid: tuple(packets) for apid, packets in out.items()}
 
     def packet(self, name: str) -> PacketDef:
         for p in self.packets:
