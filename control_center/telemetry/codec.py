@@ -467,8 +467,14 @@ def resolve_layouts(packet: PacketDef, octets: npt.NDArray[np.uint8]
     items = packet.layout
     for position, item in enumerate(items):
         next_groups = []
+        # Text, floats and reordered octets must start on an octet; after a variable
+        # field of odd-sized elements that holds for some packets only.
+        octet_aligned = item.octets_value or item.type == "float" or item.byte_order != "big"
         for rows, counts, offset, places in groups:
             start = item.bit_offset if item.bit_offset >= 0 else offset
+            if octet_aligned and start % 8:
+                bad.append(rows)
+                continue
             if item.array is None or isinstance(item.array, int):
                 count = 1 if item.array is None else item.array
                 if item.array is None:

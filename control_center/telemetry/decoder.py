@@ -93,7 +93,10 @@ class Decoder:
         for tmdb in tmdbs:
             variants = tmdb.variants()
             self._codecs[tmdb.spacecraft] = {
-                apid: PacketCodec(tmdb.spacecraft, types[0]) if len(types) == 1
+                # A lone type with a select still checks it (as an XTCE restriction
+                # does): a packet its values do not name is counted, not decoded.
+                apid: PacketCodec(tmdb.spacecraft, types[0])
+                if len(types) == 1 and not types[0].select
                 else SelectCodec(tmdb.spacecraft, types) for apid, types in variants.items()}
             # An APID shared by types of several lengths is checked per type, not split.
             self._lengths[tmdb.spacecraft] = {

@@ -148,3 +148,34 @@ def test_binary_and_size_problems_are_named(parameter: dict[str, object], proble
         parse_tmdb({"spacecraft": "probe", "packets": [
             {"name": "dump", "apid": 5, "parameters": [parameter]}]}, "probe.yaml")
     assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_lone_type_with_select_still_checks_it() -> None:
+    tmdb = parse_tmdb({"spacecraft": "probe", "packets": [
+        {"name": "sci_only", "apid": 7, "time": "receive", "error_control": "none",
+         "select": {"kind": 2}, "parameters": [
+             {"name": "kind", "bit_length": 8, "type": "unsigned"},
+             {"name": "value", "bit_length": 8, "type": "unsigned"}]}]}, "probe.yaml")
+    batches, decoder = decode(tmdb, packet(7, bytes([2, 40])) + packet(7, bytes([3, 41]), 1))
+    assert batches["sci_only"].values["value"].tolist() == [40]
+    assert decoder.stats.errors["bad_layout"] == 1
+
+
+def test_text_after_odd_sized_elements_must_fall_on_an_octet() -> None:
+    """A counted string after 12-bit elements starts on an octet only for an even
+    count: the other packets are counted, never read across octets."""
+    tmdb = parse_tmdb({"spacecraft": "probe", "packets": [
+        {"name": "samples", "apid": 8, "time": "receive", "error_control": "none",
+         "parameters": [
+             {"name": "count", "bit_length": 8, "type": "unsigned"},
+             {"name": "sample", "bit_length": 12, "type": "unsigned", "array": "count"},
+             {"name": "label_octets", "bit_length": 8, "type": "unsigned"},
+             {"name": "label", "type": "string", "size": "label_octets"}]}]}, "probe.yaml")
+    even = bytes([2, 0x12, 0x34, 0x56, 2]) + b"OK"  # samples 0x123, 0x456
+    odd = bytes([1, 0x12, 0x30, 2]) + b"NO"  # the string would start mid-octet
+    batches, decoder = decode(tmdb, packet(8, even) + packet(8, odd, 1))
+    batch = batches["samples"]
+    assert batch.values["sample_0"].tolist() == [0x123]
+    assert batch.values["sample_1"].tolist() == [0x456]
+    assert batch.values["label"].tolist() == ["OK"]
+    assert decoder.stats.errors["bad_layout"] == 1
