@@ -76,8 +76,9 @@ def value_mappings(parameter: Parameter) -> list[dm.ValueMapping]:
 
 
 def is_state(parameter: Parameter) -> bool:
-    """Enums and booleans: drawn as state timelines, aggregated with last() not mean()."""
-    return parameter.type in ("enum", "boolean")
+    """Enums and booleans, and text (strings, binary as hex): drawn as state timelines,
+    aggregated with last() (InfluxQL has no mean() of a string: the query would fail)."""
+    return parameter.type in ("enum", "boolean", "string", "binary")
 
 
 def boolean_mappings() -> list[dm.ValueMapping]:

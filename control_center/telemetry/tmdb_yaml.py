@@ -4,6 +4,7 @@ once with its place (docs/contracts.md, "Telemetry database")."""
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from control_center.telemetry.tmdb import (
     MAX_NUMBER_BITS,
     MAX_PACKET_BYTES,
     NAME_PATTERN,
+    OCTET_TYPES,
     PARAMETER_TYPES,
     PRIMARY_HEADER_BITS,
     Calibration,
@@ -35,6 +37,8 @@ from control_center.telemetry.tmdb import (
     expand_array,
     octet_permutation,
 )
+
+log = logging.getLogger("isls.tmdb")
 
 # The largest range of enum values spelt out into single states; a wider one stays a
 # range (looked up with Parameter.state_label).
@@ -71,11 +75,11 @@ def _int(value: Any, where: str, key: str, errors: Problems, *, minimum: int = 0
 _MONITORING_KEYS = {"limit_sets", "persistence", "deadband", "event"}
 _PARAMETER_KEYS = {"name", "bit_offset", "bit_length", "type", "byte_order", "calibration",
                    "states", "unit", "limits", "description", "overlay", "report", "array",
-                   *_MONITORING_KEYS}
+                   "size", *_MONITORING_KEYS}
 _DERIVED_KEYS = {"name", "expression", "unit", "description", "limits", "report",
                  *_MONITORING_KEYS}
 _PACKET_KEYS = {"name", "apid", "description", "period", "time", "error_control", "length",
-                "parameters", "derived"}
+                "parameters", "derived", "select"}
 _TOP_KEYS = {"spacecraft", "spacecraft_id", "mission", "agency", "description", "packets",
              "packet_version"}
 
@@ -206,10 +210,25 @@ def _parse_parameter(raw: Any, where: str, next_offset: int | None,
     if ptype not in PARAMETER_TYPES:
         errors.add(where, f"type must be one of {', '.join(PARAMETER_TYPES)}, got {ptype!r}")
         return None
-    numeric = ptype not in ("string", "spare")
+    numeric = ptype not in ("string", "binary", "spare")
     maximum = MAX_NUMBER_BITS if numeric else MAX_PACKET_BYTES * 8
-    bit_length = _int(raw.get("bit_length"), where, "bit_length", errors, minimum=1,
-                      maximum=maximum)
+    size = raw.get("size")
+    if size is not None:
+        # A string or binary of dynamic size: one value of ``size`` octets, read per
+        # packet (an earlier counter) or the rest of the packet (expand).
+        if ptype not in OCTET_TYPES:
+            errors.add(where, f"size is for string and binary parameters, not {ptype}")
+            size = None
+        elif "bit_length" in raw or "array" in raw:
+            errors.add(where, "give either size (dynamic, in octets) or bit_length, not both, "
+                              "and no array")
+            size = None
+        elif not isinstance(size, str) or (size != "expand" and not NAME_PATTERN.match(size)):
+            errors.add(where, f"size must be \"expand\" or the name of an earlier unsigned "
+                              f"parameter holding the size in octets, got {size!r}")
+            size = None
+    bit_length = 8 if size is not None else _int(
+        raw.get("bit_length"), where, "bit_length", errors, minimum=1, maximum=maximum)
     if next_offset is None:
         if "bit_offset" in raw:
             errors.add(where, "bit_offset cannot be given after a variable-size array: "
@@ -228,11 +247,15 @@ def _parse_parameter(raw: Any, where: str, next_offset: int | None,
             errors.add(where, f"array must be an element count, \"expand\" or the name of an "
                               f"earlier parameter holding the count, got {array!r}")
             array = None
-        elif ptype in ("string", "spare"):
-            errors.add(where, f"a {ptype} cannot be an array")
+        elif ptype in ("string", "binary", "spare"):
+            errors.add(where, f"a {ptype} cannot be an array (a dynamic size is size:)")
             array = None
+    if size is not None:
+        array = size
     byte_order = raw.get("byte_order", "big")
-    aligned = bit_offset % 8 == 0  # -1 (follows a variable field) is checked per packet
+    # -1 (follows a variable field): its place, and so its alignment, is known per packet
+    # only (codec.resolve_layouts counts a packet where it falls off an octet).
+    aligned = bit_offset < 0 or bit_offset % 8 == 0
     if not isinstance(byte_order, str | int) or octet_permutation(
             str(byte_order), max(1, bit_length // 8)) is None:
         errors.add(where, f"byte_order must be big, little or an octet order such as 2143 "
@@ -244,8 +267,8 @@ def _parse_parameter(raw: Any, where: str, next_offset: int | None,
     if byte_order != "big" and (not aligned or bit_length % 8):
         errors.add(where, "a field with a byte order other than big must start on an octet "
                           "and fill whole octets")
-    if ptype == "string" and (not aligned or bit_length % 8):
-        errors.add(where, "a string must start on an octet and fill whole octets")
+    if ptype in OCTET_TYPES and (not aligned or bit_length % 8):
+        errors.add(where, f"a {ptype} must start on an octet and fill whole octets")
     if numeric and not aligned and bit_offset % 8 + bit_length > 64:
         errors.add(where, "a field not starting on an octet must fit in 8 octets")
     states: dict[int, str] = {}
@@ -256,10 +279,10 @@ def _parse_parameter(raw: Any, where: str, next_offset: int | None,
     elif raw_states is not None:
         errors.add(where, "states are only for type enum")
     calibration = _parse_calibration(raw.get("calibration"), where, errors)
-    if calibration.kind != "none" and ptype in ("enum", "boolean", "string", "spare"):
+    if calibration.kind != "none" and ptype in ("enum", "boolean", "string", "binary", "spare"):
         errors.add(where, f"a {ptype} parameter takes no calibration")
     limits = _parse_limits(raw.get("limits"), where, errors)
-    if limits.defined and ptype in ("enum", "boolean", "string", "spare"):
+    if limits.defined and ptype in ("enum", "boolean", "string", "binary", "spare"):
         errors.add(where, f"a {ptype} parameter takes no numeric limits")
     for key in ("unit", "description"):
         if not isinstance(raw.get(key, ""), str):
@@ -460,6 +483,7 @@ def _parse_packet(raw: Any, where: str, errors: Problems) -> PacketDef | None:
                        f"overlaps parameter {reach[1].name!r}; mark one overlay: true if meant")
         if reach is None or end > reach[0]:
             reach = (end, b)
+    select = _parse_select(raw.get("select"), parameters, where, errors)
     derived: list[DerivedParameter] = []
     raw_derived = raw.get("derived", [])
     if not isinstance(raw_derived, list):
@@ -478,8 +502,40 @@ def _parse_packet(raw: Any, where: str, errors: Problems) -> PacketDef | None:
         name=name, apid=apid, length=length, parameters=tuple(parameters),
         description=str(raw.get("description", "")), period=period,
         time=cast(TimeSource, time_source), error_control=error_control == "crc16",
-        derived=tuple(derived), layout=tuple(layout) if variable else (),
+        derived=tuple(derived), layout=tuple(layout) if variable else (), select=select,
     )
+
+
+def _parse_select(raw: Any, parameters: list[Parameter], where: str, errors: Problems
+                  ) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """``select: {name: raw value or [raw values]}``: which packets of a shared APID are
+    this type, told by integer parameters at fixed places of the packet."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        errors.add(where, "select must map parameter names to raw values, e.g. "
+                          "{sci_type: 1} or {sci_type: [1, 2]}")
+        return ()
+    by_name = {p.name: p for p in parameters}
+    out: list[tuple[str, tuple[int, ...]]] = []
+    for name, value in raw.items():
+        parameter = by_name.get(name)
+        if parameter is None or parameter.bit_offset < 0 \
+                or parameter.type not in ("unsigned", "signed", "enum", "boolean"):
+            errors.add(where, f"select: {name!r} must be an integer, enum or boolean "
+                              f"parameter of this packet at a fixed place (before any "
+                              f"variable-size field)")
+            continue
+        values = value if isinstance(value, list) else [value]
+        low, high = ((-(1 << (parameter.bit_length - 1)), (1 << (parameter.bit_length - 1)) - 1)
+                     if parameter.type == "signed" else (0, (1 << parameter.bit_length) - 1))
+        if not values or any(isinstance(v, bool) or not isinstance(v, int)
+                             or not low <= v <= high for v in values):
+            errors.add(where, f"select: {name!r} takes raw values {low}..{high} (one or a "
+                              f"list), got {value!r}")
+            continue
+        out.append((name, tuple(values)))
+    return tuple(out)
 
 
 def _resolve_modes(packets: list[PacketDef], errors: Problems) -> list[PacketDef]:
@@ -543,15 +599,18 @@ def parse_tmdb(document: Any, source: str) -> Tmdb:
             if packet is not None:
                 packets.append(packet)
     seen_names: dict[str, str] = {}
-    seen_apids: dict[int, str] = {}
+    seen_apids: dict[int, PacketDef] = {}
     for packet in packets:
         if packet.name in seen_names:
             errors.add(f"packet {packet.name!r}", "duplicate packet name")
-        if packet.apid in seen_apids:
+        other = seen_apids.get(packet.apid)
+        if other is not None and not (other.select and packet.select):
+            # Packets may share an APID only when values inside them tell them apart.
             errors.add(f"packet {packet.name!r}",
-                       f"apid {packet.apid} is already used by {seen_apids[packet.apid]!r}")
+                       f"apid {packet.apid} is already used by {other.name!r}; packets "
+                       f"sharing an APID each need select: (the values that tell them apart)")
         seen_names[packet.name] = packet.name
-        seen_apids[packet.apid] = packet.name
+        seen_apids.setdefault(packet.apid, packet)
     packets = _resolve_modes(packets, errors)
     if errors.problems:
         raise TmdbError(errors.problems)
@@ -564,6 +623,15 @@ def parse_tmdb(document: Any, source: str) -> Tmdb:
 
 
 def load_tmdb(path: Path) -> Tmdb:
+    """A TMDB file: our YAML, or a partner's XTCE (``.xml``) imported as it loads."""
+    if path.suffix.lower() == ".xml":
+        from control_center.telemetry.xtce_import import import_xtce
+
+        result = import_xtce(path)
+        if result.unsupported:
+            log.info("%s: %d XTCE element(s) not supported (`isls tmdb import-xtce %s` "
+                     "lists them)", path, len(result.unsupported), path)
+        return parse_tmdb(result.document, str(path))
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
