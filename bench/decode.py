@@ -21,6 +21,13 @@ An extra row decodes with the YAML definition itself (CRC-16 checked on every pa
 CUC time converted to UTC), which ccsdspy does not do. It also times ``split_packets``
 against the packet-by-packet walk (``_split_slow``) on a same-length and a mixed buffer.
 MB are 10^6 octets of the packet file; values count the CSV fields of each packet.
+
+The XTCE case (issue 15) compares with space-packet-parser, the XTCE decoder of NASA/LASP,
+both sides reading the SAME XTCE file: the lander's TMDB exported by ``export_xtce`` (and
+imported back by ``import_xtce`` for ours) on the first ``--xtce-packets`` packets of the
+same file, and the real JPSS-1 geolocation file with the XTCE written for
+space-packet-parser (its test data, fetched by scripts/setup). space-packet-parser parses
+packet by packet in Python; every value is compared before anything is timed.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LANDER_YAML = ROOT / "config" / "tmdb" / "lander.yaml"
 PACKET = "lander_nav"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "decode.json"
+SPP_DATA = Path(sys.prefix) / "share" / "space-packet-parser-6.2.0" / "tests" / "test_data"
 RUNS = 3
 SPLIT_PACKETS = 100_000
 _MONITORING_KEYS = ("limits", "persistence", "deadband")
@@ -217,10 +225,87 @@ def time_split(data: bytes, lengths: dict[int, int]) -> dict[str, float]:
             "speedup": round(slow / fast, 2)}
 
 
+def spp_decode(definition: Any, data: bytes) -> list[Any]:
+    """space-packet-parser: every packet of ``data`` parsed with one XTCE definition."""
+    from space_packet_parser.generators import ccsds_generator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [definition.parse_bytes(p) for p in ccsds_generator(data)]
+
+
+def ours_xtce(tmdb: Any, data: bytes) -> list[Any]:
+    """Ours: the Decoder every path uses (split, decode per type in numpy, calibrate)."""
+    from control_center.telemetry.decoder import Decoder
+    from control_center.telemetry.records import RawMessage
+
+    decoder = Decoder([tmdb], batch_packets=1 << 30)
+    decoder.feed(RawMessage(tmdb.spacecraft, data, 0, "bench"))
+    return decoder.take(force=True)
+
+
+def xtce_case(name: str, xtce: Path, data: bytes, root: str) -> dict[str, Any]:
+    """One XTCE file, decoded by space-packet-parser and by us; values compared first.
+    ``root``: the abstract header container space-packet-parser starts from."""
+    from space_packet_parser.xtce.definitions import XtcePacketDefinition
+
+    from control_center.telemetry.tmdb_yaml import load_tmdb
+
+    definition = XtcePacketDefinition.from_xtce(xtce, root_container_name=root)
+    tmdb = load_tmdb(xtce)
+    theirs = spp_decode(definition, data)
+    batches = ours_xtce(tmdb, data)
+    decoded = sum(len(b) for b in batches)
+    if decoded != len(theirs):
+        raise SystemExit(f"error: {name}: space-packet-parser parsed {len(theirs)} packets, "
+                         f"we decoded {decoded}")
+    compared = _compare_with_spp(theirs, batches)
+    spp_s, _ = best_of(1, lambda: spp_decode(definition, data))
+    ours_s, _ = best_of(RUNS, lambda: ours_xtce(tmdb, data))
+    n = len(theirs)
+    return {"case": name, "packets": n, "values_compared": compared,
+            "spp_packets_per_s": round(n / spp_s), "ours_packets_per_s": round(n / ours_s),
+            "speed_vs_spp": round(spp_s / ours_s, 1)}
+
+
+def _compare_with_spp(theirs: list[Any], batches: list[Any]) -> int:
+    """Every value of ours equal to space-packet-parser's, packet by packet in file
+    order within each APID (sequence counts wrap, so they do not pair packets)."""
+    by_apid: dict[int, list[Any]] = {}
+    for packet in theirs:
+        by_apid.setdefault(int(list(packet.values())[3]), []).append(packet)
+    taken: dict[int, int] = {}
+    compared = 0
+    for batch in batches:
+        first = taken.get(batch.packet.apid, 0)
+        taken[batch.packet.apid] = first + len(batch)
+        for row in range(len(batch)):
+            packet = by_apid[batch.packet.apid][first + row]
+            lower = {k.lower(): k for k in packet}
+            for parameter in batch.packet.parameters:
+                key = lower.get(parameter.name) or lower.get(
+                    f"{batch.packet.name}__{parameter.name}")
+                if key is None:
+                    continue
+                mine, their = batch.values[parameter.name][row], packet[key]
+                if parameter.type == "enum":
+                    their = getattr(their, "raw_value", their)
+                same = (np.isclose(float(mine), float(their), rtol=1e-12, equal_nan=True)
+                        if parameter.is_float_value else mine == their)
+                if not same:
+                    raise SystemExit(f"error: {batch.packet.name}.{parameter.name}: ours "
+                                     f"{mine!r}, space-packet-parser {their!r}")
+                compared += 1
+    return compared
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--packets", type=int, default=2_000_000,
                         help="lander_nav packets in the file (default 2,000,000)")
+    parser.add_argument("--xtce-packets", type=int, default=20_000,
+                        help="lander_nav packets space-packet-parser decodes (default 20,000: "
+                             "it parses about 10,000 a second)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
                         help=f"where to write the figures (default {DEFAULT_JSON})")
     args = parser.parse_args(argv)
@@ -257,6 +342,20 @@ def main(argv: list[str] | None = None) -> int:
         timings["ours_yaml_crc"], _ = best_of(RUNS, lambda: ours(yaml_codec, data,
                                                                  check_crc=True))
 
+    from control_center.telemetry.tmdb_yaml import load_tmdb
+    from control_center.telemetry.xtce_export import export_xtce
+
+    xtce_cases: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = Path(tmp) / "lander.xml"
+        exported.write_bytes(export_xtce(load_tmdb(LANDER_YAML)))
+        xtce_cases.append(xtce_case("lander_nav, our exported XTCE", exported,
+                                    data[:packet.length * args.xtce_packets], "ccsds_packet"))
+    jpss = SPP_DATA / "jpss"
+    xtce_cases.append(xtce_case("JPSS-1 geolocation (real)", jpss / "jpss1_geolocation_xtce_v1.xml",
+                                (jpss / "J01_G011_LZ_2021-04-09T00-00-00Z_V01.DAT1").read_bytes(),
+                                "CCSDSPacket"))
+
     uniform = build_file(packet, SPLIT_PACKETS)
     mixed, mixed_lengths = mixed_buffer(SPLIT_PACKETS)
     split = {"same_length": time_split(uniform, {packet.apid: packet.length}),
@@ -283,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "packet": PACKET, "packet_length": packet.length, "packets": n,
         "fields_per_packet": fields, "file_megabytes": round(megabytes, 3),
         "runs": RUNS, "limit_checked": checked, "samples_out_of_limits": limited[1],
-        "results": results, "split_packets": split,
+        "results": results, "split_packets": split, "xtce": xtce_cases,
         "python": platform.python_version(), "machine": platform.machine(),
         "numpy": np.__version__, "ccsdspy": ccsdspy.__version__,
     }
@@ -299,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  split_packets, {name} ({figure['packets']:,} packets): walk "
               f"{figure['slow_packets_per_s']:,}/s, numpy path "
               f"{figure['fast_packets_per_s']:,}/s, x{figure['speedup']:.2f}")
+    print("  XTCE: the same XTCE file read by space-packet-parser and by us, values compared")
+    for case in xtce_cases:
+        print(f"  {case['case']:<36} {case['packets']:>8,} packets: space-packet-parser "
+              f"{case['spp_packets_per_s']:>9,}/s, ours {case['ours_packets_per_s']:>11,}/s, "
+              f"x{case['speed_vs_spp']:,.0f} ({case['values_compared']:,} values equal)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"written {args.json}")
