@@ -199,6 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--spacecraft", default="imported", help="spacecraft name for a new file")
     imp.add_argument("--out", type=Path, help="TMDB file to add the packet to (created if "
                      "missing); default: print YAML")
+    xtce_in = tmdb_commands.add_parser(
+        "import-xtce", help="turn a partner's XTCE (1.2 or 1.1) file into a telemetry database",
+        description="Read an XTCE file's telemetry (SpaceSystem tree, containers, types, "
+                    "calibrators, alarms) into a TMDB; every element not supported is listed "
+                    "with its line. A configuration may also name the .xml file directly.")
+    xtce_in.add_argument("xtce", type=Path, metavar="FILE.xml")
+    xtce_in.add_argument("--spacecraft", help="spacecraft name (default: the root "
+                         "SpaceSystem's name, lower_snake_case)")
+    xtce_in.add_argument("--out", type=Path, help="YAML file to write (default: print it)")
+    xtce_out = tmdb_commands.add_parser(
+        "export-xtce", help="write a telemetry database as XTCE 1.2 (validated against the "
+                            "official schema) for a partner's Yamcs or COSMOS")
+    xtce_out.add_argument("spacecraft", nargs="?", help="a configured spacecraft, or a TMDB "
+                          "file (default: every configured spacecraft)")
+    xtce_out.add_argument("--out", type=Path, help="file to write (a directory when several "
+                          "spacecraft are exported; default: print the XML)")
     return parser
 
 
@@ -282,6 +298,63 @@ def cmd_tmdb_import(args: argparse.Namespace) -> int:
     print(f"{args.out}: packet {packet['name']} (APID {args.apid}, "
           f"{len(packet['parameters'])} parameters) written")
     _say_how_to_add(args, str(document.get("spacecraft", args.spacecraft)))
+    return 0
+
+
+def cmd_tmdb_import_xtce(args: argparse.Namespace) -> int:
+    from control_center.telemetry.xtce_import import import_xtce
+
+    result = import_xtce(args.xtce, args.spacecraft)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for item in result.unsupported:
+        print(f"not supported: {item}", file=sys.stderr)
+    tmdb = parse_tmdb(result.document, str(args.xtce))  # refuse to write an invalid one
+    text = yaml.safe_dump(result.document, sort_keys=False, allow_unicode=True)
+    parameters = sum(len(p.parameters) for p in tmdb.packets)
+    summary = (f"{args.xtce}: spacecraft {tmdb.spacecraft}, {len(tmdb.packets)} packets, "
+               f"{parameters} parameters; {len(result.unsupported)} element(s) not supported")
+    if args.out is None:
+        print(text, end="")
+        print(summary, file=sys.stderr)
+        return 0
+    args.out.write_text(text, encoding="utf-8")
+    print(f"{summary}\n{args.out}: written")
+    _say_how_to_add(args, tmdb.spacecraft)
+    return 0
+
+
+def cmd_tmdb_export_xtce(args: argparse.Namespace) -> int:
+    from control_center.telemetry.tmdb_yaml import load_tmdb
+    from control_center.telemetry.xtce_export import export_xtce, validate_xtce
+
+    if args.spacecraft and Path(args.spacecraft).suffix in (".yaml", ".yml", ".xml"):
+        tmdbs = [load_tmdb(Path(args.spacecraft))]
+    else:
+        _, tmdbs = _load(args)
+        if args.spacecraft:
+            tmdbs = [t for t in tmdbs if t.spacecraft == args.spacecraft]
+            if not tmdbs:
+                raise IslsError(f"no spacecraft {args.spacecraft!r} in the configuration "
+                                f"(give its name or a TMDB file)")
+    if args.out is None and len(tmdbs) > 1:
+        raise IslsError("several spacecraft: give one, or --out DIRECTORY")
+    for tmdb in tmdbs:
+        document = export_xtce(tmdb)
+        problems = validate_xtce(document)
+        if problems:  # a defect of ours: never hand a partner an invalid file
+            raise TmdbError([f"{tmdb.spacecraft}: export does not validate against XTCE "
+                             f"1.2: {p}" for p in problems])
+        if args.out is None:
+            sys.stdout.buffer.write(document)
+            continue
+        target = args.out / f"{tmdb.spacecraft}.xml" if len(tmdbs) > 1 or args.out.is_dir() \
+            else args.out
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(document)
+        parameters = sum(len(p.parameters) for p in tmdb.packets)
+        print(f"{target}: XTCE 1.2 of {tmdb.spacecraft} ({len(tmdb.packets)} packets, "
+              f"{parameters} parameters), valid against the official schema")
     return 0
 
 
@@ -647,6 +720,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tmdb":
             if args.tmdb_command == "check":
                 return cmd_tmdb_check(args)
+            if args.tmdb_command == "import-xtce":
+                return cmd_tmdb_import_xtce(args)
+            if args.tmdb_command == "export-xtce":
+                return cmd_tmdb_export_xtce(args)
             return cmd_tmdb_import(args)
         return handlers[args.command](args)
     except TmdbError as exc:

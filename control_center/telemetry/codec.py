@@ -140,6 +140,10 @@ class PacketCodec:
             sign = np.int64(1 << (field.parameter.bit_length - 1))
             # sign - sign, not 2 * sign: 2**63 overflows int64 for a 63-bit field.
             return np.where(signed >= sign, signed - sign - sign, signed)
+        if field.parameter.type == "float":
+            # A float32 off the octet grid (XTCE allows it; CTIM has one at bit 629):
+            # its 32 bits assembled as an integer, then read as the IEEE value.
+            return value.astype(np.uint32).view(np.float32)
         return value
 
     def _calibrate(self, parameter: Parameter, raw: Array) -> Array:
@@ -214,8 +218,19 @@ class PacketCodec:
         ``packets``, and how many packets fit no layout (``bad_layout``). A fixed
         packet type gives one batch of all of them.
         """
-        if not self.packet.variable:
+        if not self.packet.variable and not self.packet.tail_skipped:
             return [(self.decode_packets(packets, receive_ns), np.arange(len(packets)))], 0
+        if not self.packet.variable:
+            # Packets may run past the described fields: those at least ``length`` long
+            # are decoded from their first ``length`` octets, shorter ones are misfits.
+            length = self.packet.length
+            rows = np.flatnonzero(np.fromiter((len(p) >= length for p in packets),
+                                              dtype=bool, count=len(packets)))
+            if not rows.size:
+                return [], len(packets)
+            batch = self.decode_packets([packets[i][:length] for i in rows.tolist()],
+                                        receive_ns[rows])
+            return [(batch, rows)], len(packets) - int(rows.size)
         sizes = np.fromiter((len(p) for p in packets), dtype=np.int64, count=len(packets))
         out: list[tuple[DecodedBatch, npt.NDArray[np.intp]]] = []
         bad = 0
@@ -349,6 +364,8 @@ class PacketCodec:
             packed = np.ascontiguousarray(column.astype(field.view_dtype)).view(np.uint8)
             span = packed.reshape(n, field.octets)
         else:
+            if field.parameter.type == "float":  # float32 off the octet grid: its bits
+                column = np.asarray(column, dtype=np.float32).view(np.uint32)
             bits = column.astype(np.int64).astype(np.uint64) & np.uint64(field.mask)
             acc = bits << np.uint64(field.shift)
             span = np.zeros((n, field.octets), dtype=np.uint8)
@@ -396,7 +413,9 @@ class SelectCodec:
         for index, (codec, conditions) in enumerate(zip(self.codecs, self._conditions,
                                                         strict=True)):
             match = (choice < 0) & (sizes >= self._head)
-            if not codec.packet.variable:
+            if codec.packet.tail_skipped:
+                match &= sizes >= codec.packet.length
+            elif not codec.packet.variable:
                 match &= sizes == codec.packet.length
             for field, values in conditions:
                 match &= np.isin(PacketCodec._extract_raw(head, field).astype(np.int64), values)
@@ -467,9 +486,12 @@ def resolve_layouts(packet: PacketDef, octets: npt.NDArray[np.uint8]
     items = packet.layout
     for position, item in enumerate(items):
         next_groups = []
-        # Text, floats and reordered octets must start on an octet; after a variable
-        # field of odd-sized elements that holds for some packets only.
-        octet_aligned = item.octets_value or item.type == "float" or item.byte_order != "big"
+        # Text, float64s and reordered octets must start on an octet; after a variable
+        # field of odd-sized elements that holds for some packets only (a field at a
+        # fixed place was checked when the TMDB loaded).
+        octet_aligned = item.bit_offset < 0 and (
+            item.octets_value or (item.type == "float" and item.bit_length == 64)
+            or item.byte_order != "big")
         for rows, counts, offset, places in groups:
             start = item.bit_offset if item.bit_offset >= 0 else offset
             if octet_aligned and start % 8:

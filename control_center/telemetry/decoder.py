@@ -99,8 +99,10 @@ class Decoder:
                 if len(types) == 1 and not types[0].select
                 else SelectCodec(tmdb.spacecraft, types) for apid, types in variants.items()}
             # An APID shared by types of several lengths is checked per type, not split.
+            # So is one whose packets may run past their fields (tail_skipped).
             self._lengths[tmdb.spacecraft] = {
-                apid: types[0].length if len({p.length for p in types}) == 1 else 0
+                apid: types[0].length if len({p.length for p in types}) == 1
+                and not any(p.tail_skipped for p in types) else 0
                 for apid, types in variants.items()}
             self._crc[tmdb.spacecraft] = frozenset(p.apid for p in tmdb.packets
                                                    if p.error_control)

@@ -194,6 +194,9 @@ class PacketDef:
     # whose every condition holds decodes the packet (docs/contracts.md, "Telemetry
     # database").
     select: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # A fixed-length type whose packets may be longer than ``length`` (XTCE describes
+    # fields, not lengths): the octets past it are skipped, not counted as wrong_length.
+    tail_skipped: bool = False
 
     @property
     def variable(self) -> bool:

@@ -79,7 +79,7 @@ _PARAMETER_KEYS = {"name", "bit_offset", "bit_length", "type", "byte_order", "ca
 _DERIVED_KEYS = {"name", "expression", "unit", "description", "limits", "report",
                  *_MONITORING_KEYS}
 _PACKET_KEYS = {"name", "apid", "description", "period", "time", "error_control", "length",
-                "parameters", "derived", "select"}
+                "parameters", "derived", "select", "tail"}
 _TOP_KEYS = {"spacecraft", "spacecraft_id", "mission", "agency", "description", "packets",
              "packet_version"}
 
@@ -262,8 +262,9 @@ def _parse_parameter(raw: Any, where: str, next_offset: int | None,
                           f"with one digit per octet, got {byte_order!r}")
         byte_order = "big"
     byte_order = str(byte_order)
-    if ptype == "float" and (bit_length not in (32, 64) or not aligned):
-        errors.add(where, "a float must be 32 or 64 bits and start on an octet boundary")
+    if ptype == "float" and (bit_length not in (32, 64) or not (aligned or bit_length == 32)):
+        errors.add(where, "a float must be 32 or 64 bits, and a 64-bit one start on an octet "
+                          "boundary")
     if byte_order != "big" and (not aligned or bit_length % 8):
         errors.add(where, "a field with a byte order other than big must start on an octet "
                           "and fill whole octets")
@@ -484,6 +485,11 @@ def _parse_packet(raw: Any, where: str, errors: Problems) -> PacketDef | None:
         if reach is None or end > reach[0]:
             reach = (end, b)
     select = _parse_select(raw.get("select"), parameters, where, errors)
+    tail = raw.get("tail", "error")
+    if tail not in ("error", "skip"):
+        errors.add(where, f"tail must be skip (packets may run past length: the rest is "
+                          f"skipped) or error (the default: counted as wrong_length), got "
+                          f"{tail!r}")
     derived: list[DerivedParameter] = []
     raw_derived = raw.get("derived", [])
     if not isinstance(raw_derived, list):
@@ -503,6 +509,7 @@ def _parse_packet(raw: Any, where: str, errors: Problems) -> PacketDef | None:
         description=str(raw.get("description", "")), period=period,
         time=cast(TimeSource, time_source), error_control=error_control == "crc16",
         derived=tuple(derived), layout=tuple(layout) if variable else (), select=select,
+        tail_skipped=tail == "skip" and not variable,
     )
 
 

@@ -711,6 +711,8 @@ class _Export:
             extras.append(("isls.error_control", "crc16"))
         if packet.period is not None:
             extras.append(("isls.period", _double(packet.period)))
+        if packet.tail_skipped:  # packets may run past ``length`` (an imported XTCE's)
+            extras.append(("isls.tail", "skip"))
         children.extend(_ancillary(extras))
         if packet.period is not None:
             rate = _double(1 / packet.period)

@@ -179,3 +179,42 @@ def test_text_after_odd_sized_elements_must_fall_on_an_octet() -> None:
     assert batch.values["sample_1"].tolist() == [0x456]
     assert batch.values["label"].tolist() == ["OK"]
     assert decoder.stats.errors["bad_layout"] == 1
+
+
+def test_a_float32_off_the_octet_grid() -> None:
+    """CTIM's XTCE puts a float32 at bit 629: read from its 32 bits wherever they sit."""
+    tmdb = parse_tmdb({"spacecraft": "probe", "packets": [
+        {"name": "slew", "apid": 9, "time": "receive", "error_control": "none",
+         "parameters": [{"name": "flags", "bit_length": 5, "type": "unsigned"},
+                        {"name": "rate", "bit_length": 32, "type": "float"},
+                        {"name": "tail", "bit_length": 3, "type": "unsigned"}]}]},
+        "probe.yaml")
+    bits = struct.unpack(">I", struct.pack(">f", -1.5))[0]
+    word = (0b10101 << 35) | (bits << 3) | 0b011  # 5 + 32 + 3 bits = 5 octets
+    batches, _ = decode(tmdb, packet(9, word.to_bytes(5, "big")))
+    batch = batches["slew"]
+    assert batch.values["rate"].tolist() == [-1.5]
+    assert (batch.values["flags"].tolist(), batch.values["tail"].tolist()) == ([21], [3])
+    codec = PacketCodec("probe", tmdb.packet("slew"))
+    built = codec.encode({"flags": np.array([21]), "rate": np.array([-1.5]),
+                          "tail": np.array([3])}, coarse=np.zeros(1), fine=np.zeros(1),
+                         sequence_counts=np.zeros(1))
+    assert built[6:] == word.to_bytes(5, "big")
+
+
+def test_tail_skip_decodes_packets_longer_than_their_fields() -> None:
+    """XTCE describes fields, not lengths (CTIM's packets run past theirs): with
+    ``tail: skip`` a longer packet is decoded from its first ``length`` octets; a
+    shorter one is a misfit. Without it, both are wrong_length."""
+    document = {"spacecraft": "probe", "packets": [
+        {"name": "hk", "apid": 4, "time": "receive", "error_control": "none", "tail": "skip",
+         "parameters": [{"name": "volts", "bit_length": 16, "type": "unsigned"}]}]}
+    data = (packet(4, struct.pack(">H", 28)) + packet(4, struct.pack(">HH", 29, 0xFFFF), 1)
+            + packet(4, b"\x07", 2))
+    batches, decoder = decode(parse_tmdb(document, "probe.yaml"), data)
+    assert batches["hk"].values["volts"].tolist() == [28, 29]
+    assert dict(decoder.stats.errors) == {"bad_layout": 1}
+    del document["packets"][0]["tail"]  # type: ignore[attr-defined]
+    batches, decoder = decode(parse_tmdb(document, "probe.yaml"), data)
+    assert batches["hk"].values["volts"].tolist() == [28]
+    assert dict(decoder.stats.errors) == {"wrong_length": 2}
