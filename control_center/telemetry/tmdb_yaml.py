@@ -513,6 +513,22 @@ def _parse_packet(raw: Any, where: str, errors: Problems) -> PacketDef | None:
     )
 
 
+def _select_values(items: list[Any]) -> list[int]:
+    """Raw values and inclusive ranges ("2..255") spelt out; [] if any item is neither."""
+    values: list[int] = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            values.append(item)
+            continue
+        match = re.fullmatch(r"\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*", item) \
+            if isinstance(item, str) else None
+        if match is None or int(match[1]) > int(match[2]) \
+                or int(match[2]) - int(match[1]) > 1 << 16:
+            return []
+        values.extend(range(int(match[1]), int(match[2]) + 1))
+    return values
+
+
 def _parse_select(raw: Any, parameters: list[Parameter], where: str, errors: Problems
                   ) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """``select: {name: raw value or [raw values]}``: which packets of a shared APID are
@@ -533,13 +549,12 @@ def _parse_select(raw: Any, parameters: list[Parameter], where: str, errors: Pro
                               f"parameter of this packet at a fixed place (before any "
                               f"variable-size field)")
             continue
-        values = value if isinstance(value, list) else [value]
         low, high = ((-(1 << (parameter.bit_length - 1)), (1 << (parameter.bit_length - 1)) - 1)
                      if parameter.type == "signed" else (0, (1 << parameter.bit_length) - 1))
-        if not values or any(isinstance(v, bool) or not isinstance(v, int)
-                             or not low <= v <= high for v in values):
-            errors.add(where, f"select: {name!r} takes raw values {low}..{high} (one or a "
-                              f"list), got {value!r}")
+        values = _select_values(value if isinstance(value, list) else [value])
+        if not values or any(not low <= v <= high for v in values):
+            errors.add(where, f"select: {name!r} takes raw values {low}..{high}: one, a list, "
+                              f"or ranges written \"2..255\", got {value!r}")
             continue
         out.append((name, tuple(values)))
     return tuple(out)

@@ -1641,8 +1641,7 @@ class _Importer:
         variable = any(f.end is None for f in fields)
         document: dict[str, Any] = {"name": self._packet_name(packet), "apid": packet.apid}
         if packet.select:
-            document["select"] = {f.name: sorted(v)[0] if len(v) == 1 else sorted(v)
-                                  for f, v in packet.select.values()}
+            document["select"] = {f.name: _runs(sorted(v)) for f, v in packet.select.values()}
         description = self.description(container)
         if description:
             document["description"] = description
@@ -2163,3 +2162,21 @@ def import_xtce(path: Path, spacecraft: str | None = None) -> XtceImport:
         raise TmdbError([f"{where}: no packet could be imported"] + [
             f"  {item}" for item in importer.unsupported_list])
     return XtceImport(document, tuple(importer.notes), importer.unsupported_list)
+
+
+def _runs(values: list[int]) -> int | list[int | str]:
+    """Select values as YAML shows them best: one value, or values with runs of three
+    or more written as ranges ("2..255" for IDEX's "type > 1")."""
+    if len(values) == 1:
+        return values[0]
+    out: list[int | str] = []
+    start = previous = values[0]
+    for value in [*values[1:], None]:
+        if value is not None and value == previous + 1:
+            previous = value
+            continue
+        out.extend([f"{start}..{previous}"] if previous - start >= 2
+                   else list(range(start, previous + 1)))
+        if value is not None:
+            start = previous = value
+    return out

@@ -31,7 +31,7 @@ def science() -> Tmdb:
          "select": {"sci_type": 0}, "parameters": [
              *header, {"name": "trigger_level", "bit_length": 16, "type": "signed"}]},
         {"name": "sci_waveform", "apid": 0x590, "time": "receive", "error_control": "none",
-         "select": {"sci_type": [1, 2]}, "parameters": [
+         "select": {"sci_type": ["1..2"]}, "parameters": [
              *header, {"name": "samples", "type": "binary", "size": "expand"}]},
         {"name": "sci_label", "apid": 0x590, "time": "receive", "error_control": "none",
          "select": {"sci_type": 3}, "parameters": [
@@ -118,6 +118,8 @@ def test_binary_and_select_encode_as_they_decode() -> None:
     ({"select": {"nothing": 1}}, "select: 'nothing' must be an integer, enum or boolean "
                                  "parameter"),
     ({"select": {"sci_type": 256}}, "select: 'sci_type' takes raw values 0..255"),
+    ({"select": {"sci_type": ["5..2"]}}, "or ranges written"),
+    ({"select": {"sci_type": ["1..256"]}}, "takes raw values 0..255"),
 ])
 def test_select_problems_are_named(change: dict[str, object], problem: str) -> None:
     document = {"spacecraft": "idex", "packets": [
