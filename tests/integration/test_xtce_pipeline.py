@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import os
+import subprocess
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -31,10 +33,10 @@ from control_center.operations.servers import InfluxServer
 from control_center.pipeline.service import IngestService, wait_subscribed
 from control_center.telemetry.tmdb import Parameter, Tmdb
 from control_center.telemetry.tmdb_yaml import load_tmdb
-from control_center.telemetry.xtce_export import export_xtce
+from control_center.telemetry.xtce_export import export_xtce, validate_xtce
 from drivers.mqtt import make_client, raw_properties, raw_topic
 from simulators.runner import PacketGenerator, SimulatorService, make_model
-from tests.conftest import count_points, wait_for_async
+from tests.conftest import CONFIG, ISLS, count_points, wait_for_async
 from tests.support.dashboards import expand, non_null_values, series_of, targets
 from tests.support.xtce_data import spp_file
 
@@ -224,3 +226,46 @@ def test_an_xtce_spacecraft_is_limit_checked_alarmed_and_shown_like_any_other(
             assert series and non_null_values(series) > 0, (dashboard.uid, panel["title"])
             ran += 1
     assert ran > 30
+
+
+def test_the_xtce_commands_as_the_readme_gives_them(tmp_path: Path) -> None:
+    """`isls tmdb import-xtce` and `export-xtce`, and a configuration naming an XTCE file:
+    checked, and its dashboards written, with no other step."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISLS_")}
+
+    def isls(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*ISLS, *args], env=env, capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+
+    jpss = spp_file("jpss/jpss1_geolocation_xtce_v1.xml")
+    imported = isls("tmdb", "import-xtce", str(jpss), "--spacecraft", "jpss1", "--out",
+                    "jpss1.yaml")
+    assert imported.returncode == 0, imported.stderr
+    assert "spacecraft jpss1, 1 packets, 20 parameters; 0 element(s) not supported" \
+        in imported.stdout
+    assert "is read by the decoder itself: not imported as parameters" in imported.stderr
+    assert load_tmdb(tmp_path / "jpss1.yaml") == replace(load_tmdb(jpss), spacecraft="jpss1",
+                                                         source=str(tmp_path / "jpss1.yaml"))
+    exported = isls("--config", str(CONFIG), "tmdb", "export-xtce", "lander", "--out",
+                    "lander.xml")
+    assert exported.returncode == 0, exported.stderr
+    assert "lander.xml: XTCE 1.2 of lander (3 packets, 34 parameters), valid against the " \
+           "official schema" in exported.stdout
+    assert validate_xtce(tmp_path / "lander.xml") == []
+    # A configuration naming the partner's .xml and our exported one, as TMDBs.
+    config = tmp_path / "isls.toml"
+    config.write_text(f'[station]\nstate_dir = "{tmp_path / "state"}"\n'
+                      f'[[spacecraft]]\nname = "jpss_geolocation_packets"\ntmdb = "{jpss}"\n'
+                      f'[[spacecraft]]\nname = "lander"\ntmdb = "lander.xml"\n'
+                      f'simulator = "lander"\n')
+    check = isls("--config", str(config), "tmdb", "check")
+    assert check.returncode == 0, check.stderr
+    assert f"{jpss}: ok: spacecraft jpss_geolocation_packets, 1 packets, 20 parameters" \
+        in check.stdout
+    built = isls("--config", str(config), "dashboards", "build", "--out", "dashboards")
+    assert built.returncode == 0, built.stderr
+    written = {p.name for p in (tmp_path / "dashboards").rglob("*.json")}
+    assert {"isls-jpss-geolocation-packets-all.json", "isls-lander-all.json"} <= written, written
+    refused = isls("tmdb", "import-xtce", str(CONFIG))
+    assert refused.returncode == 2
+    assert f"isls: {CONFIG}:1: not well-formed XML" in refused.stderr
