@@ -8,6 +8,11 @@ TMDB exported and imported again is the same database:
 * everything sits flat in the root SpaceSystem and each packet is one concrete
   SequenceContainer read sequentially after the abstract ``ccsds_packet`` header
   container (space-packet-parser reads only that much of XTCE);
+* polymorphic packets (types of one APID told apart by ``select``, or a lone type
+  with a select): XTCE tests a container's restriction before it reads the container's
+  own entries, so an abstract container of the APID (``apid_<APID>``), restricted on
+  the header, reads what the types share up to the fields their selects test; each
+  type's container inherits from it, restricted on its select values only;
 * one ParameterType per parameter (``<xtce name>_type``), each parameter aliased with
   its TMDB name in the ``isls`` name space (XTCE names must be unique in a SpaceSystem:
   a name two packets share becomes ``<packet>__<name>``);
@@ -25,10 +30,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lxml import etree
 from lxml.builder import ElementMaker
@@ -38,6 +43,7 @@ from control_center.telemetry.tmdb import (
     CRC_BITS,
     CUC_BITS,
     MAX_PACKET_BYTES,
+    PRIMARY_HEADER_BITS,
     Calibration,
     DerivedParameter,
     Limits,
@@ -237,6 +243,60 @@ class _Place:
     reach: int  # the furthest bit a non-overlay entry covers
 
 
+_SlotKind = Literal["time", "field", "filler", "sized", "crc"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One entry of a packet's containers, planned before it is written (the types of
+    an APID share their first slots, so their plans are compared first)."""
+
+    # time: the CUC; field: a parameter of fixed size; filler: a gap; sized: a field of
+    # variable size (an array, a string or binary of dynamic size); crc: the trailer
+    kind: _SlotKind
+    bit_offset: int  # its first bit in the packet; -1: after a variable-size field
+    bits: int  # -1: variable
+    location: int | None = None  # containerStart bit (None: after the previous entry)
+    parameter: Parameter | None = None  # field and sized
+    position: int = -1  # sized: its index in the packet's layout
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """The packet types of one APID told apart by ``select`` (or a lone type with a
+    select): an abstract container of the APID holds their first slots, up to the
+    fields the selects test, and each type's container inherits from it."""
+
+    name: str  # the APID's container
+    apid: int
+    packets: tuple[PacketDef, ...]
+    shared: int  # how many of each type's first slots the APID's container holds
+
+
+def _slot_text(slot: _Slot | None, other: _Slot | None = None) -> str:
+    """A slot for a flight controller; beside ``other`` (the same field read another
+    way), what differs."""
+    if slot is None:
+        return "no more fields"
+    where = f"at bit {slot.bit_offset}" if slot.bit_offset >= 0 \
+        else "after a variable-size field"
+    if slot.kind == "time":
+        return f"the CUC time {where}"
+    if slot.kind == "filler":
+        return f"{slot.bits} unused bits {where}"
+    if slot.kind == "crc":
+        return f"the CRC {where}"
+    p = slot.parameter
+    assert p is not None
+    q = other.parameter if other is not None else None
+    if q is not None and (q.name, q.bit_offset, q.bit_length, q.type) == \
+            (p.name, p.bit_offset, p.bit_length, p.type):
+        differs = [f.name for f in fields(Parameter) if getattr(p, f.name) != getattr(q, f.name)]
+        return f"{p.name!r} {where} defined otherwise ({', '.join(differs) or 'placement'})"
+    size = "variable size" if slot.kind == "sized" else f"{p.bit_length} bits"
+    return f"{p.name!r} {where} ({p.type}, {size})"
+
+
 class _Export:
     """One TMDB's XTCE elements, built in the order the schema wants them."""
 
@@ -249,6 +309,8 @@ class _Export:
         self._parameter_owner: dict[str, str] = {}
         self._type_owner: dict[str, str] = {}
         self._clashed: set[str] = set()
+        self.plans = {packet.name: self.plan(packet) for packet in tmdb.packets}
+        self.groups = self._groups()
         self.names = self._xtce_names()
         # A limit set's mode is an enum parameter of the spacecraft, looked up by name
         # as tmdb_yaml does (the last packet's wins).
@@ -269,16 +331,26 @@ class _Export:
         return value
 
     def _xtce_names(self) -> dict[tuple[str, str], str]:
-        """(packet, TMDB name) -> XTCE name: the name itself unless another packet has
-        a field of that name too (or it is a header field's), then ``packet__name``."""
-        packets_of: dict[str, set[str]] = {}
+        """(packet, TMDB name) -> XTCE name: the name itself unless another container
+        has a field of that name too (or it is a header field's), then
+        ``container__name``. A field the types of an APID share in its container is that
+        container's, one parameter for all of them."""
+        owners: dict[tuple[str, str], str] = {}
         for packet in self.tmdb.packets:
+            group = self.groups.get(packet.name)
+            shared: set[str] = set()
+            if group is not None:
+                shared = {slot.parameter.name for slot in self.plans[packet.name][:group.shared]
+                          if slot.parameter is not None}
             for name in _field_names(packet):
-                packets_of.setdefault(name, set()).add(packet.name)
+                owners[(packet.name, name)] = group.name if group is not None \
+                    and name in shared else packet.name
+        containers_of: dict[str, set[str]] = {}
+        for (_, name), owner in owners.items():
+            containers_of.setdefault(name, set()).add(owner)
         reserved = {name for name, _ in HEADER_FIELDS}
-        return {(packet.name, name): name if len(packets_of[name]) == 1 and name not in reserved
-                else f"{packet.name}__{name}"
-                for packet in self.tmdb.packets for name in _field_names(packet)}
+        return {(packet, name): name if len(containers_of[name]) == 1 and name not in reserved
+                else f"{owner}__{name}" for (packet, name), owner in owners.items()}
 
     def claim(self, name: str, where: str) -> None:
         """Take an XTCE parameter name (before its type: a clash is reported once)."""
@@ -528,75 +600,73 @@ class _Export:
                            description=derived.description, extras=extras, derived=True)
 
     # ------------------------------------------------------------------ entries
+    # A packet's entries are planned first (slots), then written: the types of one APID
+    # share their first slots, which go to the APID's container once.
 
     def entry(self, name: str, location: int | None = None) -> Element:
         placed = [_location(location)] if location is not None else []
         return X.ParameterRefEntry({"parameterRef": name}, *placed)
 
-    def filler(self, packet: PacketDef, bit_offset: int, bits: int,
-               location: int | None) -> Element:
+    def filler(self, owner: str, bit_offset: int, bits: int, location: int | None) -> Element:
         """Bits no parameter covers, as a parameter of their own (the importer drops it)."""
-        name = f"{packet.name}__spare_{bit_offset}"
-        where = f"{self.tmdb.spacecraft} {packet.name} {name}"
+        name = f"{owner}__spare_{bit_offset}"
+        where = f"{self.tmdb.spacecraft} {owner} {name}"
         self.claim(name, where)
         self.add_type(self.filler_type(f"{name}_type", bits), where)
         self.add_parameter(name, f"{name}_type", where, extras=[("isls.spare", "true")])
         return self.entry(name, location)
 
-    def place(self, packet: PacketDef, place: _Place, bit_offset: int, bits: int,
-              overlay: bool, starts: Sequence[int]) -> tuple[list[Element], int | None]:
-        """Fill the gap before a field at a fixed place; the fillers' entries and the
-        field's location (None when it follows the previous entry)."""
-        entries: list[Element] = []
+    @staticmethod
+    def place(place: _Place, bit_offset: int, bits: int, overlay: bool,
+              starts: Sequence[int]) -> tuple[list[_Slot], int | None]:
+        """Fill the gap before a field at a fixed place; the fillers and the field's
+        location (None when it follows the previous entry)."""
+        fillers: list[_Slot] = []
         if not overlay and place.end == place.reach and bit_offset > place.reach:
             # Up to the field, or to a field declared further on that starts earlier.
             end = min((s for s in starts if place.reach < s < bit_offset), default=bit_offset)
-            entries.append(self.filler(packet, place.reach, end - place.reach, None))
+            fillers.append(_Slot("filler", place.reach, end - place.reach))
             place.end = place.reach = end
         location = None if (not overlay and place.end == bit_offset) else bit_offset
         place.end = bit_offset + bits
         if not overlay:
             place.reach = max(place.reach, place.end)
-        return entries, location
+        return fillers, location
 
-    def packet_entries(self, packet: PacketDef) -> list[Element]:
-        entries: list[Element] = []
+    def plan(self, packet: PacketDef) -> tuple[_Slot, ...]:
+        """The entries of a packet after its primary header, in order: its time, its
+        fields with the gaps between them filled, its CRC."""
+        slots: list[_Slot] = []
         if packet.time == "cuc":
-            name = f"{packet.name}__obt"
-            self.claim(name, f"{self.tmdb.spacecraft} {packet.name} {name}")
-            self.add_parameter(name, CUC_TYPE, f"{self.tmdb.spacecraft} {packet.name} {name}")
-            entries.append(self.entry(name))
+            slots.append(_Slot("time", PRIMARY_HEADER_BITS, CUC_BITS))
         place = _Place(end=packet.header_bits, reach=packet.header_bits)
         if packet.variable:
-            entries.extend(self.variable_entries(packet, place))
+            slots.extend(self.plan_layout(packet, place))
         else:
             starts = sorted(p.bit_offset for p in packet.parameters if not p.overlay)
             for p in packet.parameters:
-                fillers, location = self.place(packet, place, p.bit_offset, p.bit_length,
-                                               p.overlay, starts)
-                entries.extend(fillers)
-                entries.append(self.entry(self.add_field(packet, p), location))
+                fillers, location = self.place(place, p.bit_offset, p.bit_length, p.overlay,
+                                               starts)
+                slots.extend(fillers)
+                slots.append(_Slot("field", p.bit_offset, p.bit_length, location, p))
             data_end = packet.length * 8 - packet.trailer_bits
             if place.reach < data_end:
                 location = None if place.end == place.reach else place.reach
-                entries.append(self.filler(packet, place.reach, data_end - place.reach,
-                                           location))
+                slots.append(_Slot("filler", place.reach, data_end - place.reach, location))
                 place.end = place.reach = data_end
         if packet.error_control:
-            name = f"{packet.name}__crc"
-            where = f"{self.tmdb.spacecraft} {packet.name} {name}"
-            self.claim(name, where)
-            self.add_type(self.filler_type(f"{name}_type", CRC_BITS), where)
-            self.add_parameter(name, f"{name}_type", where, extras=[("isls.role", "crc")])
-            data_end = packet.length * 8 - CRC_BITS
-            location = None if packet.variable or place.end == data_end else data_end
-            entries.append(self.entry(name, location))
-        return entries
+            if packet.variable:
+                slots.append(_Slot("crc", -1, CRC_BITS))
+            else:
+                data_end = packet.length * 8 - CRC_BITS
+                slots.append(_Slot("crc", data_end, CRC_BITS,
+                                   None if place.end == data_end else data_end))
+        return tuple(slots)
 
-    def variable_entries(self, packet: PacketDef, place: _Place) -> list[Element]:
+    def plan_layout(self, packet: PacketDef, place: _Place) -> list[_Slot]:
         """A variable packet's layout: fields at fixed places up to the first field of
         variable size, then each field right after the previous one."""
-        entries: list[Element] = []
+        slots: list[_Slot] = []
         fixed_part = []
         for item in packet.layout:
             if isinstance(item.array, str):
@@ -604,41 +674,68 @@ class _Export:
             fixed_part.append(item)
         starts = sorted(p.bit_offset for p in fixed_part if not p.overlay)
         for position, item in enumerate(packet.layout):
-            where = f"{self.tmdb.spacecraft} {packet.name} {item.name}"
             located: int | None = None
             if place.end is not None:
                 count = item.array if isinstance(item.array, int) else 1
-                fillers, located = self.place(packet, place, item.bit_offset,
-                                              item.bit_length * count, item.overlay, starts)
-                entries.extend(fillers)
+                fillers, located = self.place(place, item.bit_offset, item.bit_length * count,
+                                              item.overlay, starts)
+                slots.extend(fillers)
             elif item.overlay:
-                self.problem(where, "an overlay after a variable-size field has no fixed "
-                                    "place to overlay")
+                self.problem(f"{self.tmdb.spacecraft} {packet.name} {item.name}",
+                             "an overlay after a variable-size field has no fixed place to "
+                             "overlay")
             if isinstance(item.array, int):
                 for index, element in enumerate(expand_array(item, item.array,
                                                              item.bit_offset)):
-                    entries.append(self.entry(self.add_field(packet, element),
-                                              located if index == 0 else None))
+                    slots.append(_Slot("field", element.bit_offset, element.bit_length,
+                                       located if index == 0 else None, element))
             elif isinstance(item.array, str):
-                entries.append(self.entry(self.variable_field(packet, position, place, where),
-                                          located))
+                # Its start is known only while every field before it has a fixed place.
+                start = item.bit_offset if place.end is not None else -1
+                slots.append(_Slot("sized", start, -1, located, item, position))
                 place.end = None
             else:
-                entries.append(self.entry(self.add_field(packet, item), located))
-        return entries
+                slots.append(_Slot("field", item.bit_offset, item.bit_length, located, item))
+        return slots
 
-    def variable_field(self, packet: PacketDef, position: int, place: _Place,
+    def write(self, owner: str, packet: PacketDef, slot: _Slot) -> Element:
+        """A planned slot as an entry of ``owner``'s container: the packet's own, or its
+        APID's for the slots the APID's types share (their fillers and time are named
+        after it)."""
+        if slot.kind == "time":
+            name = f"{owner}__obt"
+            where = f"{self.tmdb.spacecraft} {owner} {name}"
+            self.claim(name, where)
+            self.add_parameter(name, CUC_TYPE, where)
+            return self.entry(name)
+        if slot.kind == "filler":
+            return self.filler(owner, slot.bit_offset, slot.bits, slot.location)
+        if slot.kind == "crc":
+            name = f"{owner}__crc"
+            where = f"{self.tmdb.spacecraft} {owner} {name}"
+            self.claim(name, where)
+            self.add_type(self.filler_type(f"{name}_type", CRC_BITS), where)
+            self.add_parameter(name, f"{name}_type", where, extras=[("isls.role", "crc")])
+            return self.entry(name, slot.location)
+        assert slot.parameter is not None  # a field
+        if slot.kind == "sized":
+            where = f"{self.tmdb.spacecraft} {packet.name} {slot.parameter.name}"
+            return self.entry(self.variable_field(packet, slot.position, slot.bit_offset >= 0,
+                                                  where), slot.location)
+        return self.entry(self.add_field(packet, slot.parameter), slot.location)
+
+    def variable_field(self, packet: PacketDef, position: int, fixed_start: bool,
                        where: str) -> str:
         """An array of variable size, or a string/binary of dynamic size."""
         item = packet.layout[position]
         if item.array == "expand":
             # It takes what the fields after it (all of fixed size) and the CRC leave:
             # 8 * ccsds_packet_length + 56 - start - after - trailer bits.
-            if place.end is None:
+            if not fixed_start:
                 self.problem(where, "size or array `expand` after another variable-size "
                                     "field: its start is not at a fixed place, so XTCE "
                                     "cannot size it from the packet length")
-            start = item.bit_offset if place.end is not None else 0
+            start = item.bit_offset if fixed_start else 0
             after = sum(q.bit_length * (q.array if isinstance(q.array, int) else 1)
                         for q in packet.layout[position + 1:]) + packet.trailer_bits
             rest = PACKET_LENGTH_BITS_OFFSET - start - after
@@ -671,10 +768,17 @@ class _Export:
 
     # ------------------------------------------------------------------ containers
 
-    def restriction(self, packet: PacketDef) -> Element:
-        """The packet is this container when its header and its select values match."""
+    def header_restriction(self, apid: int) -> Element:
+        """A packet of this spacecraft's version, telemetry, of this APID."""
         header = [("ccsds_version", self.tmdb.packet_version), ("ccsds_type", 0),
-                  ("ccsds_apid", packet.apid)]
+                  ("ccsds_apid", apid)]
+        return X.RestrictionCriteria(X.ComparisonList(
+            *(X.Comparison({"parameterRef": name, "value": str(value)})
+              for name, value in header)))
+
+    def select_restriction(self, packet: PacketDef) -> list[Element]:
+        """Which type of its APID a packet is: its select values (raw), tested on fields
+        its APID's container has read."""
         selects = []
         for name, values in packet.select:
             if (packet.name, name) not in self.names:
@@ -682,23 +786,36 @@ class _Export:
                              f"select: {name!r} is no parameter of this packet")
                 continue
             selects.append((self.names[(packet.name, name)], values))
+        if not selects:
+            return []  # a type without select beside others: check_selects reports it
         if all(len(values) == 1 for _, values in selects):
-            comparisons = [X.Comparison({"parameterRef": name, "value": str(value)})
-                           for name, value in header]
-            comparisons += [X.Comparison({"parameterRef": name, "useCalibratedValue": "false",
-                                          "value": str(values[0])})
-                            for name, values in selects]
-            return X.RestrictionCriteria(X.ComparisonList(*comparisons))
-        # A select of several values is an OR: the whole becomes a BooleanExpression,
-        # the header conditions first (a reader that evaluates in order rejects other
-        # APIDs before it reads the select parameters).
-        conditions = [X.Condition(X.ParameterInstanceRef({"parameterRef": name}),
-                                  X.ComparisonOperator("=="), X.Value(str(value)))
-                      for name, value in header]
-        for name, values in selects:
-            conditions.append(_condition(name, values[0]) if len(values) == 1 else
-                              X.ORedConditions(*(_condition(name, v) for v in values)))
-        return X.RestrictionCriteria(X.BooleanExpression(X.ANDedConditions(*conditions)))
+            return [X.RestrictionCriteria(X.ComparisonList(*(
+                X.Comparison({"parameterRef": name, "useCalibratedValue": "false",
+                              "value": str(values[0])}) for name, values in selects)))]
+        # A select of several values is an OR: the whole becomes a BooleanExpression.
+        terms = [_condition(name, values[0]) if len(values) == 1 else
+                 X.ORedConditions(*(_condition(name, v) for v in values))
+                 for name, values in selects]
+        return [X.RestrictionCriteria(X.BooleanExpression(
+            terms[0] if len(terms) == 1 else X.ANDedConditions(*terms)))]
+
+    def apid_container(self, group: _Group) -> Element:
+        """The abstract container of an APID whose types ``select`` tells apart: the
+        fields they share up to those the selects test. XTCE (space-packet-parser, Yamcs)
+        evaluates a container's restriction before it reads the container's own
+        entries, so the tested fields must be read here."""
+        first = group.packets[0]
+        entries = [self.write(group.name, first, slot)
+                   for slot in self.plans[first.name][:group.shared]]
+        tested = ", ".join(dict.fromkeys(name for p in group.packets for name, _ in p.select))
+        types = ", ".join(p.name for p in group.packets)
+        return X.SequenceContainer(
+            {"name": group.name, "abstract": "true"},
+            X.LongDescription(f"The fields every packet of APID {group.apid} starts with, up "
+                              f"to those that tell its types apart ({tested}): {types}."),
+            X.EntryList(*entries),
+            X.BaseContainer({"containerRef": HEADER_CONTAINER},
+                            self.header_restriction(group.apid)))
 
     def container(self, packet: PacketDef) -> Element:
         where = f"{self.tmdb.spacecraft} {packet.name}"
@@ -718,12 +835,68 @@ class _Export:
             rate = _double(1 / packet.period)
             children.append(X.DefaultRateInStream({"basis": "perSecond", "minimumValue": rate,
                                                    "maximumValue": rate}))
-        entries = self.packet_entries(packet)
+        group = self.groups.get(packet.name)
+        shared = group.shared if group is not None else 0
+        entries = [self.write(packet.name, packet, slot)
+                   for slot in self.plans[packet.name][shared:]]
         for derived in packet.derived:
             self.add_derived(packet, derived)
+        if group is None:
+            base = X.BaseContainer({"containerRef": HEADER_CONTAINER},
+                                   self.header_restriction(packet.apid))
+        else:
+            base = X.BaseContainer({"containerRef": group.name},
+                                   *self.select_restriction(packet))
         return X.SequenceContainer({"name": packet.name}, *children, X.EntryList(*entries),
-                                   X.BaseContainer({"containerRef": HEADER_CONTAINER},
-                                                   self.restriction(packet)))
+                                   base)
+
+    def _groups(self) -> dict[str, _Group]:
+        """The APID group of every packet whose APID has types told apart by select
+        (a lone type with a select too), by packet name."""
+        taken = {HEADER_CONTAINER, *(p.name for p in self.tmdb.packets)}
+        out: dict[str, _Group] = {}
+        for apid, packets in self.tmdb.variants().items():
+            if not any(p.select for p in packets):
+                continue
+            name, suffix = f"apid_{apid}", 2
+            while name in taken:  # a packet may be called so
+                name, suffix = f"apid_{apid}_{suffix}", suffix + 1
+            taken.add(name)
+            group = _Group(name, apid, packets, self.shared_slots(apid, packets))
+            out.update((p.name, group) for p in packets)
+        return out
+
+    def shared_slots(self, apid: int, packets: tuple[PacketDef, ...]) -> int:
+        """How many first slots the types of an APID share in its container: up to
+        the last field a select tests. Every type must read those alike (XTCE has one
+        parameter per field); where they do not is reported."""
+        plans = [self.plans[p.name] for p in packets]
+        first = plans[0]
+        common = 0
+        while common < len(first) and all(common < len(plan) and plan[common] == first[common]
+                                          for plan in plans[1:]):
+            common += 1
+        needed = 0
+        for packet, plan in zip(packets, plans, strict=True):
+            tested = {name for name, _ in packet.select}
+            needed = max([needed, *(index + 1 for index, slot in enumerate(plan)
+                                    if slot.kind == "field" and slot.parameter is not None
+                                    and slot.parameter.name in tested)])
+        if needed <= common:
+            return needed
+        index = next(i for i, plan in enumerate(plans)
+                     if plan[common:common + 1] != first[common:common + 1])
+        other = packets[index]
+        mine = first[common] if common < len(first) else None
+        theirs = plans[index][common] if common < len(plans[index]) else None
+        names = ", ".join(dict.fromkeys(name for p in packets for name, _ in p.select))
+        self.problem(f"{self.tmdb.spacecraft} {other.name}",
+                     f"the packet types of APID {apid} must read the same fields, defined "
+                     f"alike, up to the fields their selects test ({names}): XTCE reads "
+                     f"those in one container all the types inherit from, before it tells "
+                     f"them apart; {packets[0].name!r} has {_slot_text(mine)} where "
+                     f"{other.name!r} has {_slot_text(theirs, mine)}")
+        return common
 
     def check_selects(self) -> None:
         """Packets sharing an APID must be told apart by their selects alone: XTCE
@@ -769,7 +942,13 @@ class _Export:
         self.containers.append(self.header())
         if any(p.time == "cuc" for p in tmdb.packets):
             self.add_type(self.cuc_type(), CUC_TYPE)
+        written: set[str] = set()
         for packet in tmdb.packets:
+            group = self.groups.get(packet.name)
+            if group is not None and group.name not in written:
+                # Before its first type's container: the order stays the TMDB's.
+                self.containers.append(self.apid_container(group))
+                written.add(group.name)
             self.containers.append(self.container(packet))
         self.check_selects()
         root_extras = [("isls.spacecraft_id", str(tmdb.spacecraft_id)) if tmdb.spacecraft_id

@@ -26,7 +26,7 @@ from space_packet_parser.xtce.definitions import XtcePacketDefinition
 
 from control_center.errors import TmdbError
 from control_center.monitoring.limits import OK, raw_levels
-from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.codec import PacketCodec, concrete_layout
 from control_center.telemetry.decoder import Decoder
 from control_center.telemetry.packets import crc16, cuc_to_unix_ns
 from control_center.telemetry.records import DecodedBatch, RawMessage
@@ -40,6 +40,7 @@ from control_center.telemetry.tmdb import (
 )
 from control_center.telemetry.tmdb_yaml import load_tmdb, parse_tmdb
 from control_center.telemetry.xtce_export import export_xtce, schema_path, validate_xtce
+from control_center.telemetry.xtce_import import import_xtce
 from simulators.runner import PacketGenerator, make_model
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -171,6 +172,56 @@ packets:
       - {name: wave_end, bit_length: 4, type: unsigned}
 """
 
+# Polymorphic packets: three types on one APID told apart by sci_type (one of them of
+# variable length), and a lone type with a select of two fields on another APID.
+POLY_YAML = """
+spacecraft: poly
+spacecraft_id: 7
+mission: POLY-1
+agency: isls
+description: Science packet types told apart by a type field.
+packets:
+  - name: sci_short
+    apid: 0x140
+    select: {sci_type: 0}
+    description: A short science record.
+    parameters:
+      - {name: sci_seq, bit_length: 16, type: unsigned}
+      - {name: sci_type, bit_offset: 116, bit_length: 4, type: enum,
+         states: {0: SHORT, 1: LONG, 2: LONG_RAW, 3: DUMP}}
+      - {name: temp, bit_length: 16, type: signed, unit: degC,
+         calibration: {polynomial: [-40.0, 0.01]}}
+      - {name: heater_on, bit_length: 1, type: boolean}
+  - name: sci_long
+    apid: 0x140
+    select: {sci_type: [1, 2]}
+    parameters:
+      - {name: sci_seq, bit_length: 16, type: unsigned}
+      - {name: sci_type, bit_offset: 116, bit_length: 4, type: enum,
+         states: {0: SHORT, 1: LONG, 2: LONG_RAW, 3: DUMP}}
+      - {name: gain, bit_length: 8, type: unsigned}
+      - {name: level, bit_length: 32, type: float}
+      - {name: tag, bit_length: 48, type: string}
+  - name: sci_dump
+    apid: 0x140
+    select: {sci_type: 3}
+    parameters:
+      - {name: sci_seq, bit_length: 16, type: unsigned}
+      - {name: sci_type, bit_offset: 116, bit_length: 4, type: enum,
+         states: {0: SHORT, 1: LONG, 2: LONG_RAW, 3: DUMP}}
+      - {name: block, type: binary, size: expand}
+      - {name: dump_end, bit_length: 16, type: unsigned}
+  - name: beacon
+    apid: 0x141
+    time: receive
+    error_control: none
+    select: {beacon_kind: 5, beacon_mode: [1, 3]}
+    parameters:
+      - {name: beacon_kind, bit_length: 8, type: unsigned}
+      - {name: beacon_mode, bit_length: 8, type: unsigned}
+      - {name: beacon_count, bit_length: 16, type: unsigned}
+"""
+
 
 @pytest.fixture(scope="module")
 def lander() -> Tmdb:
@@ -188,8 +239,13 @@ def probe() -> Tmdb:
 
 
 @pytest.fixture(scope="module")
-def documents(lander: Tmdb, orbiter: Tmdb, probe: Tmdb) -> dict[str, bytes]:
-    return {tmdb.spacecraft: export_xtce(tmdb) for tmdb in (lander, orbiter, probe)}
+def poly() -> Tmdb:
+    return parse_tmdb(yaml.safe_load(POLY_YAML), "poly.yaml")
+
+
+@pytest.fixture(scope="module")
+def documents(lander: Tmdb, orbiter: Tmdb, probe: Tmdb, poly: Tmdb) -> dict[str, bytes]:
+    return {tmdb.spacecraft: export_xtce(tmdb) for tmdb in (lander, orbiter, probe, poly)}
 
 
 def parse_xml(document: bytes) -> Any:
@@ -210,6 +266,7 @@ def test_the_shipped_tmdbs_export_to_valid_xtce(documents: dict[str, bytes]) -> 
 
 def test_the_rich_synthetic_tmdb_exports_to_valid_xtce(documents: dict[str, bytes]) -> None:
     assert validate_xtce(documents["probe"]) == []
+    assert validate_xtce(documents["poly"]) == []
 
 
 def test_validation_names_the_line_and_the_fault(documents: dict[str, bytes]) -> None:
@@ -263,6 +320,7 @@ def test_export_is_byte_stable(lander: Tmdb, probe: Tmdb, documents: dict[str, b
     assert export_xtce(again) == documents["lander"]
     assert export_xtce(parse_tmdb(yaml.safe_load(PROBE_YAML), "probe.yaml")) == \
         documents["probe"] == export_xtce(probe)
+    assert export_xtce(parse_tmdb(yaml.safe_load(POLY_YAML), "poly.yaml")) == documents["poly"]
 
 
 # --------------------------------------------------------------------------- read back
@@ -340,21 +398,44 @@ class Document:
             fixed = kind.find("x:BinaryDataEncoding/x:SizeInBits/x:FixedValue", NS)
         return None if fixed is None else int(fixed.text)
 
-    def entries(self, container: str) -> Iterator[tuple[Any, int | None]]:
-        """(Parameter element, absolute bit offset or None) of a container's entries, the
-        header container's first, placed as XTCE does: after the previous entry unless
+    def chain(self, container: str) -> list[str]:
+        """The container and those it inherits from, the header container first."""
+        names = [container]
+        while (base := self.containers[names[0]].find("x:BaseContainer", NS)) is not None:
+            names.insert(0, base.get("containerRef"))
+        return names
+
+    def own(self, container: str) -> list[str]:
+        """The parameter names of a container's own entries."""
+        return [e.get("parameterRef") for e in
+                self.containers[container].findall("x:EntryList/x:ParameterRefEntry", NS)]
+
+    def placed(self, container: str) -> Iterator[tuple[str, Any, int | None]]:
+        """(container holding it, Parameter element, absolute bit offset or None) of the
+        entries a packet of ``container`` is read with, placed as XTCE does: the entries
+        of the containers it inherits from first, each after the previous entry unless
         LocationInContainerInBits (containerStart: from the packet's first bit)."""
         position: int | None = 0
-        for name in ("ccsds_packet", container):
+        for name in self.chain(container):
             for entry in self.containers[name].findall("x:EntryList/x:ParameterRefEntry", NS):
                 parameter = self.parameters[entry.get("parameterRef")]
                 location = entry.find("x:LocationInContainerInBits", NS)
                 if location is not None:
                     assert location.get("referenceLocation") == "containerStart"
                     position = int(location.find("x:FixedValue", NS).text)
-                yield parameter, position
+                yield name, parameter, position
                 bits = self.encoding_bits(parameter)
                 position = None if position is None or bits is None else position + bits
+
+    def entries(self, container: str) -> Iterator[tuple[Any, int | None]]:
+        """(Parameter element, absolute bit offset or None), as :meth:`placed`."""
+        for _, parameter, position in self.placed(container):
+            yield parameter, position
+
+    def aliases(self, container: str) -> dict[str, str]:
+        """TMDB name -> XTCE name of the fields a packet of ``container`` is read with."""
+        return {alias(p): p.get("name") for _, p, _ in self.placed(container)
+                if p.find("x:AliasSet", NS) is not None}
 
 
 def check_type(doc: Document, parameter: Any, p: Parameter, *, dynamic: bool = False) -> None:
@@ -443,25 +524,52 @@ def check_parameter(doc: Document, parameter: Any, p: Parameter) -> None:
     assert ancillary(parameter) == expected, p.name
 
 
-def check_restriction(doc: Document, container: Any, tmdb: Tmdb, packet: PacketDef) -> None:
-    """The header comparisons, then the select ones (raw values), in order."""
+def restriction_of(container: Any) -> list[tuple[str, tuple[int, ...], bool]]:
+    """A container's RestrictionCriteria as (parameter, values any of which passes,
+    whether the raw value is tested), in order: an AND of ORs of ``==``."""
     criteria = container.find("x:BaseContainer/x:RestrictionCriteria", NS)
-    assert container.find("x:BaseContainer", NS).get("containerRef") == "ccsds_packet"
-    found: list[tuple[str, tuple[int, ...]]] = []
-    comparisons = criteria.findall("x:ComparisonList/x:Comparison", NS)
-    for c in comparisons:
-        found.append((c.get("parameterRef"), (int(c.get("value")),)))
+    if criteria is None:
+        return []
+    found: list[tuple[str, tuple[int, ...], bool]] = []
+    for c in criteria.findall("x:ComparisonList/x:Comparison", NS):
         assert c.get("comparisonOperator", "==") == "=="
-    for item in criteria.findall("x:BooleanExpression/x:ANDedConditions/*", NS):
-        conditions = [item] if etree.QName(item).localname == "Condition" else \
-            item.findall("x:Condition", NS)
-        refs = {c.find("x:ParameterInstanceRef", NS).get("parameterRef") for c in conditions}
-        assert len(refs) == 1
-        found.append((refs.pop(), tuple(int(c.find("x:Value", NS).text) for c in conditions)))
-    assert found[:3] == [("ccsds_version", (tmdb.packet_version,)), ("ccsds_type", (0,)),
-                         ("ccsds_apid", (packet.apid,))]
-    assert [(alias(doc.parameters[name]), values) for name, values in found[3:]] == \
+        found.append((c.get("parameterRef"), (int(c.get("value")),),
+                      c.get("useCalibratedValue") == "false"))
+    for top in criteria.findall("x:BooleanExpression/*", NS):
+        terms = list(top) if etree.QName(top).localname == "ANDedConditions" else [top]
+        for item in terms:
+            conditions = [item] if etree.QName(item).localname == "Condition" else \
+                item.findall("x:Condition", NS)
+            assert all(c.find("x:ComparisonOperator", NS).text == "==" for c in conditions)
+            refs = {(r.get("parameterRef"), r.get("useCalibratedValue") == "false")
+                    for r in (c.find("x:ParameterInstanceRef", NS) for c in conditions)}
+            assert len(refs) == 1
+            ref, raw = refs.pop()
+            found.append((ref, tuple(int(c.find("x:Value", NS).text) for c in conditions), raw))
+    return found
+
+
+def check_restriction(doc: Document, container: Any, tmdb: Tmdb, packet: PacketDef) -> None:
+    """A packet type alone on its APID: the header comparisons on its container. Types
+    told apart by select: the header comparisons on their APID's abstract container,
+    which reads the fields the selects test (XTCE tests a restriction before it reads
+    the container's own entries), and the select comparisons (raw values) on each
+    type's container, in order."""
+    base = container.find("x:BaseContainer", NS).get("containerRef")
+    header = [("ccsds_version", (tmdb.packet_version,), False), ("ccsds_type", (0,), False),
+              ("ccsds_apid", (packet.apid,), False)]
+    if not packet.select:
+        assert base == "ccsds_packet"
+        assert restriction_of(container) == header
+        return
+    assert doc.containers[base].get("abstract") == "true"
+    assert doc.chain(base) == ["ccsds_packet", base]
+    assert restriction_of(doc.containers[base]) == header
+    tested = restriction_of(container)
+    assert [(alias(doc.parameters[name]), values) for name, values, _ in tested] == \
         list(packet.select)
+    assert all(raw for _, _, raw in tested)
+    assert {name for name, _, _ in tested} <= set(doc.own(base))
 
 
 def check_packet(doc: Document, tmdb: Tmdb, packet: PacketDef) -> None:
@@ -478,23 +586,26 @@ def check_packet(doc: Document, tmdb: Tmdb, packet: PacketDef) -> None:
             1 / packet.period
     assert ancillary(container) == expected
     check_restriction(doc, container, tmdb, packet)
-    entries = list(doc.entries(packet.name))[7:]  # after the primary header's seven
+    placed = list(doc.placed(packet.name))[7:]  # after the primary header's seven
     if not any(p.overlay for p in packet.parameters):
         # Read one after the other, as space-packet-parser does: gaps are filled.
-        assert container.find(".//x:LocationInContainerInBits", NS) is None
+        assert all(doc.containers[name].find(".//x:LocationInContainerInBits", NS) is None
+                   for name in doc.chain(packet.name))
     if packet.time == "cuc":
-        obt, place = entries.pop(0)
+        owner, obt, place = placed.pop(0)
         assert (obt.get("name"), obt.get("parameterTypeRef"), place) == \
-            (f"{packet.name}__obt", "cuc_time", 48)
+            (f"{owner}__obt", "cuc_time", 48)
     if packet.error_control:
-        crc, place = entries.pop()
+        owner, crc, place = placed.pop()
+        assert owner == packet.name
         assert ancillary(crc) == {"isls.role": "crc"} and doc.encoding_bits(crc) == 16
         if not packet.variable:
             assert place == packet.length * 8 - 16
+    entries = [(e, place) for _, e, place in placed]
     aliased = [(e, place) for e, place in entries if e.find("x:AliasSet", NS) is not None]
-    for filler, place in entries:
+    for owner, filler, place in placed:
         if filler.find("x:AliasSet", NS) is None:
-            assert filler.get("name") == f"{packet.name}__spare_{place}"
+            assert filler.get("name") == f"{owner}__spare_{place}"
             assert ancillary(filler) == {"isls.spare": "true"}
     if packet.variable:
         layout = [e for item in packet.layout for e in (
@@ -542,7 +653,7 @@ def check_derived(doc: Document, packet: PacketDef, d: DerivedParameter) -> None
                for c in doc.containers.values() for e in c.iter(f"{{{XTCE}}}ParameterRefEntry"))
 
 
-@pytest.mark.parametrize("spacecraft", ["lander", "orbiter", "probe"])
+@pytest.mark.parametrize("spacecraft", ["lander", "orbiter", "probe", "poly"])
 def test_every_field_of_the_tmdb_is_in_the_document(
         spacecraft: str, documents: dict[str, bytes], request: pytest.FixtureRequest) -> None:
     tmdb: Tmdb = request.getfixturevalue(spacecraft)
@@ -552,7 +663,9 @@ def test_every_field_of_the_tmdb_is_in_the_document(
     assert root.find("x:LongDescription", NS).text == tmdb.description
     assert ancillary(root) == {"isls.spacecraft_id": str(tmdb.spacecraft_id),
                                "isls.mission": tmdb.mission, "isls.agency": tmdb.agency}
-    assert set(doc.containers) == {"ccsds_packet", *(p.name for p in tmdb.packets)}
+    apids = {f"apid_{apid}" for apid, types in tmdb.variants().items()
+             if any(t.select for t in types)}
+    assert set(doc.containers) == {"ccsds_packet", *(p.name for p in tmdb.packets), *apids}
     assert doc.containers["ccsds_packet"].get("abstract") == "true"
     header = [(p.get("name"), doc.encoding_bits(p)) for p, _ in doc.entries("ccsds_packet")][:7]
     assert header == [("ccsds_version", 3), ("ccsds_type", 1), ("ccsds_secondary_header", 1),
@@ -560,15 +673,24 @@ def test_every_field_of_the_tmdb_is_in_the_document(
                       ("ccsds_sequence_count", 14), ("ccsds_packet_length", 16)]
     for packet in tmdb.packets:
         check_packet(doc, tmdb, packet)
+    # XTCE tests a container's restriction before it reads the container's own entries
+    # (space-packet-parser and Yamcs alike): a restriction tests only parameters read by
+    # the containers it inherits from.
+    for name, container in doc.containers.items():
+        read_before = {ref for base in doc.chain(name)[:-1] for ref in doc.own(base)}
+        assert {ref for ref, _, _ in restriction_of(container)} <= read_before, name
 
 
 def test_a_name_two_packets_share_is_qualified_by_its_packet(
         documents: dict[str, bytes]) -> None:
     doc = Document.read(documents["probe"])
-    assert {"probe_hk__status_word", "probe_flags__status_word", "probe_sci_a__sci_type",
-            "probe_sci_bc__sci_type", "mode", "thermistor"} <= set(doc.parameters)
+    assert {"probe_hk__status_word", "probe_flags__status_word", "mode",
+            "thermistor"} <= set(doc.parameters)
     assert "status_word" not in doc.parameters
     assert alias(doc.parameters["probe_flags__status_word"]) == "status_word"
+    # The field two types of an APID select on is one parameter, their APID's.
+    assert doc.own("apid_258") == ["apid_258__obt", "sci_type"]
+    assert not {"probe_sci_a__sci_type", "probe_sci_bc__sci_type"} & set(doc.parameters)
 
 
 def test_header_names_and_clashing_qualified_names() -> None:
@@ -746,32 +868,67 @@ def same_value(p: Parameter, ours: Any, raw: Any, theirs: Any) -> bool:
     return int(theirs) == int(ours)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How a packet type's containers are read: the entries (Parameter elements), the
+    XTCE name of each TMDB field, and the names of the type's own entries."""
+
+    placed: list[Any]
+    names: dict[str, str]
+    own: frozenset[str]
+
+    @classmethod
+    def of(cls, doc: Document, container: str) -> Reading:
+        return cls([p for _, p, _ in doc.placed(container)], doc.aliases(container),
+                   frozenset(doc.own(container)))
+
+
+def spp_type(readings: dict[str, Reading], types: tuple[PacketDef, ...],
+             packet: Any) -> PacketDef:
+    """The type whose container space-packet-parser chose for a packet of an APID: the
+    one whose own entries it read."""
+    if len(types) == 1:
+        return types[0]
+    (chosen,) = [t for t in types if readings[t.name].own <= packet.keys()]
+    return chosen
+
+
 def compare_decoders(tmdb: Tmdb, document: bytes, stream: bytes) -> dict[str, int]:
     """Decode ``stream`` both ways and compare every value; the packets compared, by
-    packet name."""
-    names = {alias(p): p.get("name") for p in Document.read(document).parameters.values()
-             if p.find("x:AliasSet", NS) is not None}
+    packet name. Packets are paired by type and sequence count (our decoder batches a
+    variable type by layout, not in stream order): those must be unique in ``stream``."""
+    doc = Document.read(document)
     theirs = spp_decode(document, stream)
-    ours = our_decode(tmdb, stream)
-    by_apid = tmdb.by_apid()
+    ours = {(name, int(batch.sequence_counts[row])): (batch, row)
+            for name, rows in our_decode(tmdb, stream).items() for batch, row in rows}
+    assert len(ours) == len(theirs)
+    variants = tmdb.variants()
+    readings = {p.name: Reading.of(doc, p.name) for p in tmdb.packets}
     seen: dict[str, int] = {}
     for packet in theirs:
-        definition = by_apid[packet["ccsds_apid"]]
-        batch, row = ours[definition.name][seen.get(definition.name, 0)]
+        definition = spp_type(readings, variants[packet["ccsds_apid"]], packet)
+        batch, row = ours[(definition.name, int(packet["ccsds_sequence_count"]))]
         seen[definition.name] = seen.get(definition.name, 0) + 1
-        for p in definition.parameters:
-            name = names.get(p.name, f"{definition.name}__{p.name}")
+        placed, names = readings[definition.name].placed, readings[definition.name].names
+        # It read the entries of the type's containers, all of them and nothing else.
+        assert list(packet) == [p.get("name") for p in placed]
+        # The packet's fields as our decoder laid them out (a variable packet: with the
+        # sizes this one has).
+        for p in batch.packet.parameters:
+            name = names[p.name]
             assert same_value(p, batch.values[p.name][row], batch.raw[p.name][row],
                               packet[name]), (definition.name, p.name, packet[name])
         if definition.time == "cuc":
-            obt = packet[f"{definition.name}__obt"]
+            (obt,) = [packet[p.get("name")] for p in placed
+                      if p.get("parameterTypeRef") == "cuc_time"]
             coarse, fine = obt.raw_value >> 16, obt.raw_value & 0xFFFF
             assert float(obt) == coarse + fine / 65536
             onboard = cuc_to_unix_ns(np.array([coarse]), np.array([fine]))[0]
             assert onboard + int(batch.sequence_counts[row]) == batch.times_ns[row]
         if definition.error_control:
-            assert packet[f"{definition.name}__crc"] == crc16(packet.binary_data[:-2])
-    assert seen == {name: len(rows) for name, rows in ours.items()}
+            (crc,) = [packet[p.get("name")] for p in placed
+                      if ancillary(p).get("isls.role") == "crc"]
+            assert crc == crc16(packet.binary_data[:-2])
     return seen
 
 
@@ -816,20 +973,150 @@ def random_raw(p: Parameter, rng: np.random.Generator, n: int) -> Any:
 
 def test_space_packet_parser_decodes_random_synthetic_packets_as_we_do(probe: Tmdb) -> None:
     """Every fixed packet space-packet-parser can read: without overlays (it reads each
-    entry after the previous one) and without select (it evaluates a restriction before
-    reading the container's own parameters)."""
+    entry after the previous one). The codec writes a select field's first value."""
     fixed = tuple(p for p in probe.packets
-                  if not p.variable and not p.select and not any(q.overlay for q in p.parameters))
-    assert [p.name for p in fixed] == ["probe_hk", "probe_beacon"]
+                  if not p.variable and not any(q.overlay for q in p.parameters))
+    assert [p.name for p in fixed] == ["probe_hk", "probe_beacon", "probe_sci_a",
+                                       "probe_sci_bc"]
     tmdb = replace(probe, packets=fixed)
     rng = np.random.default_rng(7)
     n = 200
     stream = b""
     for packet in fixed:
-        values = {p.name: random_raw(p, rng, n) for p in packet.parameters}
+        selected = dict(packet.select)
+        values = {p.name: random_raw(p, rng, n) for p in packet.parameters
+                  if p.name not in selected}
         stream += PacketCodec(tmdb.spacecraft, packet).encode(
             values, coarse=2_100_000_000 + np.arange(n), fine=rng.integers(0, 65536, n),
             sequence_counts=np.arange(n), raw=True)
-    assert compare_decoders(tmdb, export_xtce(tmdb), stream) == {"probe_hk": n,
-                                                                 "probe_beacon": n}
+    assert compare_decoders(tmdb, export_xtce(tmdb), stream) == {
+        "probe_hk": n, "probe_beacon": n, "probe_sci_a": n, "probe_sci_bc": n}
+
+
+# --------------------------------------------------------------------------- polymorphic
+# Types of one APID told apart by select: XTCE tests a container's restriction before it
+# reads the container's own entries, so the fields a select tests are read by an
+# abstract container of the APID that the types inherit from.
+
+
+def test_the_types_of_an_apid_inherit_the_fields_their_selects_test(
+        documents: dict[str, bytes]) -> None:
+    doc = Document.read(documents["poly"])
+    header = [("ccsds_version", (0,), False), ("ccsds_type", (0,), False),
+              ("ccsds_apid", (0x140,), False)]
+    assert doc.containers["apid_320"].get("abstract") == "true"
+    assert restriction_of(doc.containers["apid_320"]) == header
+    # The time, the fields up to sci_type and the gap before it, once for all types.
+    assert doc.own("apid_320") == ["apid_320__obt", "sci_seq", "apid_320__spare_112",
+                                   "sci_type"]
+    for name in ("sci_short", "sci_long", "sci_dump"):
+        assert doc.chain(name) == ["ccsds_packet", "apid_320", name]
+    assert doc.own("sci_short") == ["temp", "heater_on", "sci_short__spare_137",
+                                    "sci_short__crc"]
+    assert doc.own("sci_long") == ["gain", "level", "tag", "sci_long__crc"]
+    assert doc.own("sci_dump") == ["block", "dump_end", "sci_dump__crc"]
+    assert [restriction_of(doc.containers[name]) for name in ("sci_short", "sci_long")] == [
+        [("sci_type", (0,), True)], [("sci_type", (1, 2), True)]]
+    # A lone type with a select: the same structure.
+    assert doc.chain("beacon") == ["ccsds_packet", "apid_321", "beacon"]
+    assert doc.own("apid_321") == ["beacon_kind", "beacon_mode"]
+    assert restriction_of(doc.containers["beacon"]) == [("beacon_kind", (5,), True),
+                                                        ("beacon_mode", (1, 3), True)]
+
+
+def test_an_apid_container_name_a_packet_has_is_made_unique(poly: Tmdb) -> None:
+    named = parse_tmdb({"spacecraft": "poly", "packets": [
+        {"name": "apid_320", "apid": 0x142, "time": "receive", "parameters": [
+            {"name": "sci_seq", "bit_length": 16, "type": "unsigned"}]}]}, "named.yaml")
+    doc = Document.read(export_xtce(replace(poly, packets=(*poly.packets, *named.packets))))
+    assert doc.chain("sci_short") == ["ccsds_packet", "apid_320_2", "sci_short"]
+    # sci_seq is the field of two containers now: each qualifies it.
+    assert doc.own("apid_320_2")[:2] == ["apid_320_2__obt", "apid_320_2__sci_seq"]
+    assert doc.own("apid_320") == ["apid_320__sci_seq", "apid_320__crc"]
+
+
+def test_polymorphic_packets_import_back_as_the_same_database(
+        poly: Tmdb, documents: dict[str, bytes], tmp_path: Path) -> None:
+    path = tmp_path / "poly.xml"
+    path.write_bytes(documents["poly"])
+    result = import_xtce(path)
+    assert result.unsupported == ()
+    assert not [note for note in result.notes if "select" in note or "own entries" in note]
+    assert replace(parse_tmdb(result.document, "back"), source="") == replace(poly, source="")
+
+
+def test_space_packet_parser_tells_polymorphic_packets_apart_as_we_do(
+        poly: Tmdb, documents: dict[str, bytes]) -> None:
+    """Random packets of every type, shuffled: space-packet-parser picks each one's
+    container as our decoder picks its type, and reads every value as we do."""
+    rng = np.random.default_rng(11)
+    packets: list[bytes] = []
+
+    def encode(packet: PacketDef, values: dict[str, Any], n: int, first: int = 0) -> None:
+        octets = PacketCodec(poly.spacecraft, packet).encode(
+            values, coarse=2_100_000_000 + np.arange(n), fine=rng.integers(0, 65536, n),
+            sequence_counts=first + np.arange(n), raw=True)
+        packets.extend(octets[i * packet.length:(i + 1) * packet.length] for i in range(n))
+
+    def randoms(packet: PacketDef, n: int) -> dict[str, Any]:
+        """Every field but the select's, which the codec writes (its first value)."""
+        tested = dict(packet.select)
+        return {p.name: random_raw(p, rng, n) for p in packet.parameters
+                if p.name not in tested}
+
+    n = 40
+    encode(poly.packet("sci_short"), randoms(poly.packet("sci_short"), n), n)
+    long_types, modes = rng.choice([1, 2], n), rng.choice([1, 3], n)
+    assert set(long_types.tolist()) == {1, 2} and set(modes.tolist()) == {1, 3}
+    encode(poly.packet("sci_long"), {**randoms(poly.packet("sci_long"), n),
+                                     "sci_type": long_types}, n)
+    encode(poly.packet("beacon"), {**randoms(poly.packet("beacon"), n), "beacon_mode": modes},
+           n)
+    dump = poly.packet("sci_dump")
+    for octets in range(1, 13):
+        # 15 octets up to the block (headers, sci_seq, sci_type), dump_end and the CRC.
+        concrete = concrete_layout(dump, 15 + octets + 4, (octets,))
+        encode(concrete, randoms(concrete, 1), 1, first=octets)
+    stream = b"".join(packets[i] for i in rng.permutation(len(packets)))
+    assert compare_decoders(poly, documents["poly"], stream) == {
+        "sci_short": n, "sci_long": n, "sci_dump": 12, "beacon": n}
+
+
+def poly_variant(change: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(POLY_YAML)
+    long_fields = document["packets"][1]["parameters"]
+    if change == "select field elsewhere":
+        long_fields[1]["bit_offset"] = 112
+        long_fields[2]["bit_length"] = 12  # the fields after it stay on octets
+    elif change == "select field with other states":
+        long_fields[1]["states"] = {1: "LONG", 2: "LONG_RAW"}
+    elif change == "another field before it":
+        long_fields[0]["name"] = "long_seq"
+    return document
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ("select field elsewhere",
+     "'sci_short' has 4 unused bits at bit 112 where 'sci_long' has 'sci_type' at bit 112 "
+     "(enum, 4 bits)"),
+    ("select field with other states",
+     "'sci_short' has 'sci_type' at bit 116 (enum, 4 bits) where 'sci_long' has 'sci_type' "
+     "at bit 116 defined otherwise (states)"),
+    ("another field before it",
+     "'sci_short' has 'sci_seq' at bit 96 (unsigned, 16 bits) where 'sci_long' has "
+     "'long_seq' at bit 96 (unsigned, 16 bits)"),
+])
+def test_types_that_do_not_read_their_select_field_alike_are_reported(
+        change: str, reason: str) -> None:
+    with pytest.raises(TmdbError) as caught:
+        export_xtce(parse_tmdb(poly_variant(change), "poly.yaml"))
+    problems = caught.value.problems
+    assert problems[0] == (
+        "poly.yaml: poly sci_long: the packet types of APID 320 must read the same fields, "
+        "defined alike, up to the fields their selects test (sci_type): XTCE reads those in "
+        "one container all the types inherit from, before it tells them apart; " + reason)
+    # Moved, sci_type is other bits to the decoder too: the selects no longer exclude
+    # each other.
+    assert len(problems) == (3 if change == "select field elsewhere" else 1), problems
+    assert all("its select can match the same packets of APID 320" in p for p in problems[1:])
 
