@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                  check_crc=True))
 
     from control_center.telemetry.tmdb_yaml import load_tmdb
-    from control_center.telemetry.xtce_export import export_xtce
+    from control_center.telemetry.xtce.export import export_xtce
 
     xtce_cases: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:

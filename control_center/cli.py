@@ -302,7 +302,7 @@ def cmd_tmdb_import(args: argparse.Namespace) -> int:
 
 
 def cmd_tmdb_import_xtce(args: argparse.Namespace) -> int:
-    from control_center.telemetry.xtce_import import import_xtce
+    from control_center.telemetry.xtce import import_xtce
 
     result = import_xtce(args.xtce, args.spacecraft)
     for note in result.notes:
@@ -326,7 +326,7 @@ def cmd_tmdb_import_xtce(args: argparse.Namespace) -> int:
 
 def cmd_tmdb_export_xtce(args: argparse.Namespace) -> int:
     from control_center.telemetry.tmdb_yaml import load_tmdb
-    from control_center.telemetry.xtce_export import export_xtce, validate_xtce
+    from control_center.telemetry.xtce.export import export_xtce, validate_xtce
 
     if args.spacecraft and Path(args.spacecraft).suffix in (".yaml", ".yml", ".xml"):
         tmdbs = [load_tmdb(Path(args.spacecraft))]

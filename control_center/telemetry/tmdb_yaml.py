@@ -647,7 +647,7 @@ def parse_tmdb(document: Any, source: str) -> Tmdb:
 def load_tmdb(path: Path) -> Tmdb:
     """A TMDB file: our YAML, or a partner's XTCE (``.xml``) imported as it loads."""
     if path.suffix.lower() == ".xml":
-        from control_center.telemetry.xtce_import import import_xtce
+        from control_center.telemetry.xtce import import_xtce
 
         result = import_xtce(path)
         if result.unsupported:

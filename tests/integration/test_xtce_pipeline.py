@@ -33,7 +33,7 @@ from control_center.operations.servers import InfluxServer
 from control_center.pipeline.service import IngestService, wait_subscribed
 from control_center.telemetry.tmdb import Parameter, Tmdb
 from control_center.telemetry.tmdb_yaml import load_tmdb
-from control_center.telemetry.xtce_export import export_xtce, validate_xtce
+from control_center.telemetry.xtce.export import export_xtce, validate_xtce
 from drivers.mqtt import make_client, raw_properties, raw_topic
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 from tests.conftest import CONFIG, ISLS, count_points, wait_for_async

@@ -1,4 +1,4 @@
-"""Unit tests of telemetry.xtce_export: a TMDB as an XTCE 1.2 document.
+"""Unit tests of telemetry.xtce.export: a TMDB as an XTCE 1.2 document.
 
 The document must be valid against the official schema, carry every field of the TMDB
 where the ISLS profile puts it (read back here element by element, independently of the
@@ -39,8 +39,8 @@ from control_center.telemetry.tmdb import (
     expand_array,
 )
 from control_center.telemetry.tmdb_yaml import load_tmdb, parse_tmdb
-from control_center.telemetry.xtce_export import export_xtce, schema_path, validate_xtce
-from control_center.telemetry.xtce_import import import_xtce
+from control_center.telemetry.xtce import import_xtce
+from control_center.telemetry.xtce.export import export_xtce, schema_path, validate_xtce
 from simulators.runner import PacketGenerator, make_model
 
 PROJECT = Path(__file__).resolve().parents[2]

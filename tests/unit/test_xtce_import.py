@@ -1,4 +1,4 @@
-"""XTCE import (control_center.telemetry.xtce_import).
+"""XTCE import (control_center.telemetry.xtce).
 
 Real mission files (space-packet-parser's test data: JPSS-1, CTIM, IMAP-IDEX) and a
 database built with Yamcs's own generator (yamcs-pymdb) are imported, their packets
@@ -39,8 +39,8 @@ from control_center.telemetry.decoder import Decoder
 from control_center.telemetry.records import DecodedBatch, RawMessage
 from control_center.telemetry.tmdb import Limits, PacketDef, Parameter, Tmdb
 from control_center.telemetry.tmdb_yaml import parse_tmdb
-from control_center.telemetry.xtce_export import export_xtce
-from control_center.telemetry.xtce_import import XTCE_11, XTCE_12, XtceImport, import_xtce
+from control_center.telemetry.xtce import XTCE_11, XTCE_12, XtceImport, import_xtce
+from control_center.telemetry.xtce.export import export_xtce
 from tests.support import xtce_pymdb
 from tests.support.xtce_data import spp_file
 

@@ -7,7 +7,7 @@ a concrete container at the end of a chain of containers that inherit from each 
 package turns the telemetry part into the plain mapping a TMDB YAML file holds
 (docs/contracts.md, "Telemetry database"), which
 :func:`control_center.telemetry.tmdb_yaml.parse_tmdb` validates. It follows the ISLS
-profile that :mod:`control_center.telemetry.xtce_export` writes (``isls`` aliases and
+profile that :mod:`control_center.telemetry.xtce.export` writes (``isls`` aliases and
 ``isls.*`` AncillaryData, README "Partners' databases: XTCE"), so that our own export
 imports back exactly, and reads what real mission files use:
 
