@@ -631,6 +631,11 @@ def parse_tmdb(document: Any, source: str) -> Tmdb:
             errors.add(f"packet {packet.name!r}",
                        f"apid {packet.apid} is already used by {other.name!r}; packets "
                        f"sharing an APID each need select: (the values that tell them apart)")
+        elif other is not None and other.error_control != packet.error_control:
+            # The CRC is checked as packets are split, before their type is known.
+            errors.add(f"packet {packet.name!r}",
+                       f"packets sharing apid {packet.apid} must agree on error_control "
+                       f"({other.name!r} has {'crc16' if other.error_control else 'none'})")
         seen_names[packet.name] = packet.name
         seen_apids.setdefault(packet.apid, packet)
     packets = _resolve_modes(packets, errors)

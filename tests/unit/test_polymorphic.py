@@ -120,6 +120,8 @@ def test_binary_and_select_encode_as_they_decode() -> None:
     ({"select": {"sci_type": 256}}, "select: 'sci_type' takes raw values 0..255"),
     ({"select": {"sci_type": ["5..2"]}}, "or ranges written"),
     ({"select": {"sci_type": ["1..256"]}}, "takes raw values 0..255"),
+    ({"error_control": "none"}, "packets sharing apid 1424 must agree on error_control "
+                                "('sci_header' has crc16)"),
 ])
 def test_select_problems_are_named(change: dict[str, object], problem: str) -> None:
     document = {"spacecraft": "idex", "packets": [

@@ -659,6 +659,7 @@ packets:
   - name: sci_b
     apid: 0x30
     time: receive
+    error_control: none
     select: {kind: [1, 2, 7]}
     parameters:
       - {name: kind, bit_length: 8, type: unsigned}
