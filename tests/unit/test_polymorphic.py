@@ -8,6 +8,8 @@ encoder that agree on a wrong layout still fail.
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +224,26 @@ def test_tail_skip_decodes_packets_longer_than_their_fields() -> None:
     batches, decoder = decode(parse_tmdb(document, "probe.yaml"), data)
     assert batches["hk"].values["volts"].tolist() == [28]
     assert dict(decoder.stats.errors) == {"wrong_length": 2}
+
+
+def test_a_pass_of_a_partners_xtce_spacecraft_is_reported(tmp_path: Path) -> None:
+    """IMAP-IDEX (polymorphic packets, binary waveforms) archived as a pass: `isls report`
+    decodes it from the archive like any spacecraft; with its report flags set on the
+    imported parameters, their plots come too."""
+    from control_center.archive.recorder import ArchiveWriter
+    from control_center.archive.report import write_report
+    from control_center.telemetry.tmdb_yaml import load_tmdb
+    from tests.support.xtce_data import spp_file
+
+    tmdb = load_tmdb(spp_file("idex/idex_combined_science_definition.xml"))
+    marked = replace(tmdb, packets=tuple(
+        replace(p, parameters=tuple(replace(q, report=q.name.endswith("evtnum"))
+                                    for q in p.parameters)) for p in tmdb.packets))
+    data = spp_file("idex/sciData_2023_052_14_45_05").read_bytes()
+    writer = ArchiveWriter(tmp_path / "archive", silence=60.0)
+    pass_id = writer.record("idex", RECEIVE_NS, "partner", data)
+    writer.close()
+    summary = write_report(tmp_path / "archive", pass_id, [marked], tmp_path / "report")
+    assert sum(summary.packets_decoded.values()) == 78
+    assert summary.index.is_file() and summary.report_json.is_file()
+    assert list((tmp_path / "report").glob("*.png"))
