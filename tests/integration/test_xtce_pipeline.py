@@ -46,7 +46,7 @@ START_UNIX = 1_800_000_000.0
 START_NS = 1_800_000_000 * 1_000_000_000
 CASES = {
     "jpss": ("jpss/jpss1_geolocation_xtce_v1.xml",
-             "jpss/J01_G011_LZ_2021-04-09T00-00-00Z_V01.DAT1", 9),
+             "jpss/J01_G011_LZ_2021-04-09T00-00-00Z_V01.DAT1", 61),
     "idex": ("idex/idex_combined_science_definition.xml", "idex/sciData_2023_052_14_45_05", 4),
 }
 
