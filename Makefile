@@ -22,11 +22,15 @@ typecheck: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m unit -n auto --dist loadfile -q tests/unit
 
+# The unit tests on every core (a minute of work in half of one), then the integration
+# tests one at a time: they start servers and time faults, and share the two cores with
+# them. Both must pass.
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m unit -n auto --dist loadfile tests/unit
+	$(BIN)/python -m pytest -m integration tests/integration
 
 clean-state:
 	rm -rf state
