@@ -202,8 +202,13 @@ class MosquittoServer(_ChildServer):
 
     def __init__(self, directory: Path, port: int, *, persistence: bool = True,
                  security: BrokerSecurity | None = None,
-                 autosave: tuple[bool, int] = AUTOSAVE_ON_CHANGES) -> None:
+                 autosave: tuple[bool, int] = AUTOSAVE_ON_CHANGES,
+                 max_queued: int = 100_000, bridges: tuple[str, ...] = ()) -> None:
         super().__init__(directory, port)
+        self.max_queued = max_queued
+        # Bridge sections (control_center/network/bridges.py): last in the file, since
+        # every line after a `connection` belongs to that bridge.
+        self.bridges = bridges
         self.persistence = persistence
         self.autosave = autosave  # (autosave_on_changes, autosave_interval)
         self.security = security  # None: anonymous clients, one listener
@@ -245,7 +250,7 @@ class MosquittoServer(_ChildServer):
             f"user {getpass.getuser()}",
             # Raw telemetry is QoS 1 in many-packet messages: keep a deep in-flight queue
             # so a briefly slow ingest does not make the broker drop messages.
-            "max_queued_messages 100000",
+            f"max_queued_messages {self.max_queued}",
             "max_inflight_messages 1000",
             "message_size_limit 16777216",
             f"persistence {'true' if self.persistence else 'false'}",
@@ -256,6 +261,7 @@ class MosquittoServer(_ChildServer):
             "log_type error",
             "log_type warning",
             "log_type notice",
+            *self.bridges,
         ]
         write_private(self.config_path, "\n".join(lines) + "\n")
 

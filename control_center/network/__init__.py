@@ -1,0 +1,1 @@
+"""The ground network: sites, their bridges and ACLs (docs/network.md)."""
