@@ -30,6 +30,7 @@ from control_center.terminal import stop_on_signals, utc_text
 
 log = logging.getLogger("isls")
 DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
+NETWORK_FILE = Path(__file__).resolve().parent.parent / "config" / "network.toml"
 
 
 def _positive(text: str) -> float:
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--baud", type=int, default=115200, help="--hil line rate (default 115200)")
     up.add_argument("--noise", type=float, default=0.0, help="--hil line noise, events per "
                     "octet (e.g. 1e-5)")
+    up.add_argument("--network", type=Path, nargs="?", const=NETWORK_FILE, metavar="FILE",
+                    help="run the sites of a ground network file side by side (default "
+                    "file: config/network.toml; every site unless --site)")
+    up.add_argument("--site", action="append", metavar="NAME", help="with --network: run "
+                    "only this site (a station, center or partner); repeatable")
+    up.add_argument("--speed", type=_positive, help="--network: simulated seconds per second "
+                    "(default: config simulator.speed)")
 
     servers = commands.add_parser("servers", help="run only the local broker and InfluxDB "
                                   "(as isls up starts them), for services started by hand")
@@ -182,6 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
                                          "GRAFANA_TOKEN)")
     push.add_argument("--url", help="Grafana URL (default: config grafana.url)")
     push.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+
+    network = commands.add_parser("network", help="the ground network: what its centers "
+                                  "and partners store")
+    network_commands = network.add_subparsers(dest="network_command", required=True,
+                                              metavar="ACTION")
+    compare = network_commands.add_parser(
+        "compare", help="live packets per spacecraft and UTC hour at every center and "
+        "partner, differences marked (exit 0 same, 1 different, 2 a site not read)")
+    compare.add_argument("--network", type=Path, default=NETWORK_FILE, metavar="FILE",
+                         help="the network file (default: config/network.toml)")
+    compare.add_argument("--from", dest="start", metavar="TIME", help="from this ISO 8601 "
+                         "UTC time (default: the first point stored)")
+    compare.add_argument("--to", dest="end", metavar="TIME", help="until this ISO 8601 UTC "
+                         "time, not included (default: the last point stored)")
+    compare.add_argument("--points", action="store_true", help="also compare the point "
+                         "times of each spacecraft-hour as sets (slower: a query per "
+                         "spacecraft-hour and site; narrow it with --from/--to)")
+    compare.add_argument("--differences", action="store_true", help="print only the rows "
+                         "that differ")
+    compare.add_argument("--database", default="isls", help="the InfluxDB database of "
+                         "every site (default isls)")
 
     tmdb = commands.add_parser("tmdb", help="telemetry database tools")
     tmdb_commands = tmdb.add_subparsers(dest="tmdb_command", required=True, metavar="ACTION")
@@ -386,6 +415,8 @@ def cmd_servers(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from control_center.operations.up import HilSettings, up
 
+    if args.network is not None or args.site:
+        return _network_up(args)
     config, tmdbs = _load(args)
     if args.hil and not {"lander", "orbiter"} <= {t.spacecraft for t in tmdbs}:
         raise IslsError(f"{config.source}: spacecraft: --hil needs spacecraft named lander "
@@ -393,6 +424,41 @@ def cmd_up(args: argparse.Namespace) -> int:
     hil = HilSettings(baud=args.baud, noise=args.noise, seed=args.seed) if args.hil else None
     return up(config, tmdbs, duration=args.duration, simulate=not args.no_sim, seed=args.seed,
               hil=hil, dashboards_dir=config.grafana.dashboards_dir)
+
+
+def _network_up(args: argparse.Namespace) -> int:
+    from control_center.network.run import network_up
+    from control_center.network.sites import load_network
+
+    network = load_network(args.network or NETWORK_FILE)
+    unknown = [s for s in args.site or () if s not in {site.name for site in network.sites}]
+    if unknown:
+        raise IslsError(f"--site {', '.join(unknown)}: not a site of {network.source} "
+                        f"({', '.join(s.name for s in network.sites)})")
+    if args.hil:
+        raise IslsError("--hil runs one control center; it does not combine with --network")
+    config = load_config(args.config)
+    return network_up(config, network, args.site, duration=args.duration,
+                      speed=args.speed or config.simulator.speed, seed=args.seed)
+
+
+def cmd_network(args: argparse.Namespace) -> int:
+    from control_center.network.compare import (
+        account_headers,
+        compare_network,
+        format_comparison,
+        parse_utc,
+    )
+    from control_center.network.sites import load_network
+
+    network = load_network(args.network)
+    comparison = compare_network(
+        network, database=args.database, points=args.points,
+        start_ns=None if args.start is None else parse_utc(args.start, "--from"),
+        end_ns=None if args.end is None else parse_utc(args.end, "--to"),
+        headers=account_headers(os.environ))
+    print(format_comparison(comparison, only_differences=args.differences))
+    return comparison.exit_code
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -711,7 +777,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
-    handlers = {"up": cmd_up, "sim": cmd_sim, "ingest": cmd_ingest, "link": cmd_link_status,
+    handlers = {"up": cmd_up, "network": cmd_network, "sim": cmd_sim, "ingest": cmd_ingest,
+                "link": cmd_link_status,
                 "passes": cmd_passes, "replay": cmd_replay, "import": cmd_import,
                 "dead-letters": cmd_dead_letters,
                 "report": cmd_report, "dashboards": cmd_dashboards, "alarms": cmd_alarms,

@@ -1,8 +1,8 @@
 """The ground network's store and forward, on real Mosquitto brokers bridged as
 control_center/network/bridges.py generates them: a station keeps receiving while a
 center is unreachable and delivers everything, in order, with the earth-receive time and
-link the station stamped, once the center is back; a partner's broker takes only its
-agreement."""
+link the station stamped, once the center is back. What crosses to partners and between
+centers: test_network_partner.py."""
 
 from __future__ import annotations
 
