@@ -131,11 +131,11 @@ def command_hub(network: Network) -> Site:
 
 
 def _connection(local: Site, remote: Site, topics: tuple[BridgeTopic, ...],
-                password: str | None) -> list[str]:
+                password: str | None, port: int | None = None) -> list[str]:
     name = bridge_name(local, remote)
     lines = [
         f"connection {name}",
-        f"address 127.0.0.1:{remote.mqtt_port}",
+        f"address 127.0.0.1:{port or remote.mqtt_port}",
         "bridge_protocol_version mqttv50",
         f"remote_clientid {name}",
         f"local_clientid {name}.local",
@@ -152,16 +152,18 @@ def _connection(local: Site, remote: Site, topics: tuple[BridgeTopic, ...],
     return lines
 
 
-def station_bridges(network: Network, station: Site, environ: Mapping[str, str]
-                    ) -> list[str]:
+def station_bridges(network: Network, station: Site, environ: Mapping[str, str],
+                    via: Mapping[str, int] | None = None) -> list[str]:
     """The bridge lines of a station's broker: the raw telemetry of every spacecraft it
-    hears, QoS 1, to every center."""
+    hears, QoS 1, to every center. ``via``: center name -> the loopback port of a WAN
+    link in between (a proxy the tests cut), instead of the center's own port."""
     topics = tuple(BridgeTopic(raw_topic(spacecraft), "out", 1) for spacecraft in station.hears)
     password = network_password(bridge_account(station), environ, required=False,
                                 why=f"station {station.name}'s bridges to the centers")
     lines: list[str] = []
     for center in network.of_kind("center"):
-        lines += _connection(station, center, topics, password)
+        lines += _connection(station, center, topics, password,
+                             (via or {}).get(center.name))
     return lines
 
 

@@ -96,6 +96,8 @@ class Backlog:
     stored: int = 0
     bridges: dict[str, bool] = field(default_factory=dict)
     alarm: bool = False
+    peak: int = 0  # the most messages stored at once
+    alarms: int = 0  # times the backlog alarm rose
 
 
 @dataclass(slots=True)
@@ -109,15 +111,19 @@ class SiteRun:
 
 
 def start_servers(stack: contextlib.ExitStack, network: Network, sites: Sequence[Site],
-                  environ: Mapping[str, str]) -> list[SiteRun]:
-    """Every site's broker (with its bridges) and InfluxDB, entered on ``stack``."""
+                  environ: Mapping[str, str],
+                  via: Mapping[tuple[str, str], int] | None = None) -> list[SiteRun]:
+    """Every site's broker (with its bridges) and InfluxDB, entered on ``stack``.
+    ``via``: (station, center) -> the port of a WAN link between them (tests)."""
     runs: list[SiteRun] = []
     for site in sites:
         directory = private_directory(network.state_dir / site.name)
         bridges: list[str] = []
         if site.kind == "station":
             # $SYS every second: the backlog watch reads the store and bridge states.
-            bridges = ["sys_interval 1", *station_bridges(network, site, environ)]
+            links = {center: port for (station, center), port in (via or {}).items()
+                     if station == site.name}
+            bridges = ["sys_interval 1", *station_bridges(network, site, environ, links)]
         elif site.kind == "center":
             bridges = center_bridges(network, site, environ)
         broker = partner_broker(network, site, directory / "mosquitto", environ) \
@@ -166,10 +172,12 @@ async def _watch(run: SiteRun, network: Network) -> None:
                         backlog.bridges[message.topic.value.split("/")[3]] = text == "1"
                         continue
                     backlog.stored = int(text) if text.isdigit() else backlog.stored
+                    backlog.peak = max(backlog.peak, backlog.stored)
                     alarm = backlog.stored >= network.queue_alarm * limit
                     if alarm == backlog.alarm:
                         continue
                     backlog.alarm = alarm
+                    backlog.alarms += alarm
                     (log.warning if alarm else log.info)(
                         "station %s: backlog %s: %d messages stored of %d allowed",
                         run.site.name, "ALARM" if alarm else "normal", backlog.stored, limit)
