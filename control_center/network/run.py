@@ -189,7 +189,7 @@ async def _watch(run: SiteRun, network: Network) -> None:
             await asyncio.sleep(1.0)  # the station's own broker restarting: try again
 
 
-DRAIN_SECONDS = 15.0  # after the simulators stop, for the bridges to deliver the rest
+DRAIN_SECONDS = 30.0  # after the simulators stop, for the bridges to deliver the rest
 
 
 def expected_packets(network: Network, runs: list[SiteRun], run: SiteRun) -> dict[str, int]:
@@ -206,24 +206,41 @@ def expected_packets(network: Network, runs: list[SiteRun], run: SiteRun) -> dic
 
 
 async def drain(network: Network, runs: list[SiteRun], timeout: float, out: TextIO) -> None:
-    """Wait, up to ``timeout`` s, until every ingest here has decoded what this process's
-    stations sent for it; say what is still on its way (it waits in a broker's queue for
-    the next start: nothing is lost)."""
-    def missing(run: SiteRun) -> int:
-        assert run.ingest is not None
-        stats = run.ingest.stats
-        return sum(max(0, n - stats.packets.get(sc, 0))
-                   for sc, n in expected_packets(network, runs, run).items())
+    """Wait, up to ``timeout`` s, until every center and partner here holds in InfluxDB
+    what this process's stations sent for it; say what is still on its way (it waits in
+    a broker's queue for the next start: nothing is lost). Points, not the ingests'
+    packet counts: a message redelivered after an outage is decoded twice but stored as
+    the same points, and would make a count look complete while a tail still waits."""
+    from control_center.network.compare import compare_network
 
+    here = {r.site.name for r in runs}
     ingests = [r for r in runs if r.ingest is not None]
-    for _ in range(int(timeout * 10)):  # the ingests' counters, polled to a deadline
-        if not any(missing(r) for r in ingests):
+    if not ingests or any(s.name not in here for s in network.sites if s.influx_port):
+        return  # sites elsewhere: their stores are not this process's to wait for
+
+    def missing() -> dict[str, int]:
+        comparison = compare_network(network)
+        short: dict[str, int] = {}
+        for run in ingests:
+            index = comparison.sites.index(run.site.name)
+            stored: dict[str, int] = {}
+            for row in comparison.rows:
+                stored[row.spacecraft] = stored.get(row.spacecraft, 0) + (row.counts[index] or 0)
+            gap = sum(max(0, n - stored.get(sc, 0))
+                      for sc, n in expected_packets(network, runs, run).items())
+            if gap:
+                short[run.site.name] = gap
+        return short
+
+    short = await asyncio.to_thread(missing)
+    for _ in range(int(timeout * 2)):  # InfluxDB's counts, polled to a deadline
+        if not short:
             break
-        await asyncio.sleep(0.1)
-    for run in ingests:
-        if missing(run):
-            out.write(f"{run.site.name}: {missing(run)} packets sent by the stations here "
-                      f"are still on their way: they wait in a broker's queue\n")
+        await asyncio.sleep(0.5)
+        short = await asyncio.to_thread(missing)
+    for site, gap in short.items():
+        out.write(f"{site}: {gap} packets sent by the stations here are not stored yet: "
+                  f"they wait in a broker's queue for the next start\n")
 
 
 class NetworkStatus:

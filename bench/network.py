@@ -1,0 +1,210 @@
+"""The ground network through outages: nothing lost, nothing twice, the partner its share.
+
+    python bench/network.py [--cut 60] [--down 30] [--speed 4] [--json PATH]
+
+Runs the shipped network (config/network.toml: 3 stations, 2 centers, 1 partner, 20
+spacecraft of 5 missions, simulators at ``--speed``) on free loopback ports with its state
+in a temporary directory, as ``isls up --network`` does, and under that load:
+
+1. cuts the WAN link from Kashi to Moscow (a TCP link in between, aborted) for ``--cut``
+   seconds, and at least until Kashi's backlog alarm has risen (its queue is set to 1,000
+   messages, the alarm to a quarter of it, so the alarm shows within seconds);
+2. restores it and waits for the backlog to drain into Moscow;
+3. stops Beijing's broker for ``--down`` seconds, and at least until Bear Lakes holds a
+   backlog for it; starts it again (same data directory) and waits for the drain;
+4. stops the simulators, lets the bridges deliver the rest, stops the ingests.
+
+Then ``isls network compare``'s rule over the run: every center holds the same packets
+per spacecraft and hour, the partner exactly its share; and each center's counts equal
+the packets the stations' simulators sent (0 lost, 0 stored twice). Exit 0 when all hold.
+tests/integration/test_network_outages.py runs it with outages of a few seconds (the
+conditions alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from control_center.config import Config, load_config
+from control_center.network.compare import Comparison, compare_network, format_comparison
+from control_center.network.run import SiteRun, run_network, start_servers
+from control_center.network.sites import Network, load_network
+from control_center.operations.servers import free_port
+from tests.support.wan import WanLink
+
+ROOT = Path(__file__).resolve().parent.parent
+START_UNIX = 1_800_000_000.0
+PASSWORDS = {f"ISLS_NETWORK_PASSWORD_{a}": f"bench-{a.lower()}"
+             for a in ("BRIDGE_MOSCOW", "BRIDGE_BEIJING", "PARTNER_A")}
+
+
+def shipped_network(directory: Path) -> Network:
+    """config/network.toml on free ports, its state under ``directory``; Kashi's queue
+    small (1,000 messages, alarm at a quarter) so its alarm rises within seconds."""
+    text = (ROOT / "config" / "network.toml").read_text()
+    text = re.sub(r"(mqtt_port|influx_port) = \d+", lambda m: f"{m[1]} = {free_port()}", text)
+    text = text.replace('state_dir = "../state/network"',
+                        f'state_dir = "{directory / "state"}"')
+    text = text.replace("queue_alarm = 0.8", "queue_alarm = 0.25")
+    text = text.replace('tmdb = "tmdb/', f'tmdb = "{ROOT / "config" / "tmdb"}/')
+    text = re.sub(r'(name = "kashi"[^\[]*?queue_limit = )\d+', r"\g<1>1000", text, flags=re.S)
+    path = directory / "network.toml"
+    path.write_text(text)
+    return load_network(path)
+
+
+@dataclass
+class Outcome:
+    network: Network
+    runs: list[SiteRun]
+    comparison: Comparison
+    sent: Counter[str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def stored(self, site: str) -> dict[str, int]:
+        index = self.comparison.sites.index(site)
+        counts: Counter[str] = Counter()
+        for row in self.comparison.rows:
+            counts[row.spacecraft] += row.counts[index] or 0
+        return {spacecraft: n for spacecraft, n in counts.items() if n}
+
+    def expected(self, site: str) -> dict[str, int]:
+        if self.network.site(site).kind == "center":
+            return dict(self.sent)
+        share = self.network.partner_share(site)
+        return {sc: n for sc, n in self.sent.items() if "raw" in share.get(sc, ())}
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.comparison.exit_code:
+            found.append("isls network compare finds differences:\n"
+                         + format_comparison(self.comparison))
+        for site in ("moscow", "beijing", "partner-a"):
+            if self.stored(site) != self.expected(site):
+                found.append(f"{site}: stored {self.stored(site)}, expected "
+                             f"{self.expected(site)}")
+        return found
+
+
+async def _until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Wait for ``condition`` (polled) within ``timeout`` s; return the seconds it took."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(int(timeout * 10)):
+        if condition():
+            return loop.time() - start
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+async def _hold(seconds: float) -> None:
+    """An outage's length: the scenario's own clock, not a synchronisation."""
+    await asyncio.sleep(seconds)
+
+
+def run_scenario(base: Config, directory: Path, *, cut: float = 0.0, down: float = 0.0,
+                 speed: float = 4.0) -> Outcome:
+    network = shipped_network(directory)
+    wan = WanLink(network.site("moscow").mqtt_port)  # Kashi -> Moscow goes through it
+    timings: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        runs = start_servers(stack, network, network.sites, PASSWORDS,
+                             via={("kashi", "moscow"): wan.port})
+        by_name = {run.site.name: run for run in runs}
+        stop = asyncio.Event()
+
+        async def scenario() -> None:
+            await wan.start()
+            task = asyncio.create_task(run_network(
+                base, network, runs, duration=None, environ=PASSWORDS, speed=speed,
+                stop=stop, start_unix=START_UNIX))
+            centers = [by_name["moscow"], by_name["beijing"]]
+            timings["all heard"] = await _until(lambda: all(
+                run.ingest is not None and len(run.ingest.stats.packets) == 20
+                for run in centers), 60, "both centers to hear all 20 spacecraft")
+            kashi = by_name["kashi"]
+            wan.cut()
+            started = time.monotonic()
+            timings["cut: alarm after"] = await _until(
+                lambda: kashi.backlog is not None and kashi.backlog.alarm, max(60, 2 * cut),
+                "Kashi's backlog alarm while its link to Moscow is cut")
+            await _hold(max(0.0, cut - (time.monotonic() - started)))
+            timings["cut: seconds"] = time.monotonic() - started
+            wan.restore()
+            timings["cut: drained after"] = await _until(
+                lambda: kashi.backlog is not None and not kashi.backlog.alarm, 120,
+                "Kashi's backlog to drain into Moscow")
+            held = by_name["bear-lakes"].backlog
+            assert held is not None
+            before = held.stored
+            beijing = by_name["beijing"]
+            beijing.broker.stop()
+            started = time.monotonic()
+            await _until(lambda: held.stored > before + 100, max(60, 2 * down),
+                         "Bear Lakes to hold a backlog for Beijing")
+            await _hold(max(0.0, down - (time.monotonic() - started)))
+            timings["down: seconds"] = time.monotonic() - started
+            timings["down: peak held at bear-lakes"] = held.peak
+            beijing.broker.start()
+            timings["down: drained after"] = await _until(
+                lambda: held.stored <= before + 20, 120, "Bear Lakes' backlog to drain")
+            stop.set()
+            await task
+            await wan.close()
+
+        asyncio.run(scenario())
+        sent: Counter[str] = Counter()
+        for run in runs:
+            for simulator in run.simulators:
+                sent[simulator.spacecraft] += sum(simulator.stats.packets.values())
+        comparison = compare_network(network)
+    backlog = by_name["kashi"].backlog
+    if backlog is not None:
+        timings["cut: peak held at kashi"] = backlog.peak
+        timings["cut: alarms raised"] = backlog.alarms
+    return Outcome(network, runs, comparison, sent, timings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--cut", type=float, default=60.0, help="seconds the Kashi-Moscow "
+                        "link stays cut (default 60)")
+    parser.add_argument("--down", type=float, default=30.0, help="seconds Beijing's broker "
+                        "stays down (default 30)")
+    parser.add_argument("--speed", type=float, default=4.0, help="simulated seconds a second")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        outcome = run_scenario(load_config(), Path(tmp), cut=args.cut, down=args.down,
+                               speed=args.speed)
+        seconds = time.monotonic() - started
+    problems = outcome.problems()
+    figures: dict[str, Any] = {
+        "seconds": round(seconds), "packets_sent": sum(outcome.sent.values()),
+        "stored": {s: sum(outcome.stored(s).values()) for s in ("moscow", "beijing",
+                                                                "partner-a")},
+        "partner_expected": sum(outcome.expected("partner-a").values()),
+        "timings": {k: round(v, 1) for k, v in outcome.timings.items()},
+        "problems": problems,
+    }
+    print(json.dumps(figures, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
