@@ -95,7 +95,7 @@ class Backlog:
 
     stored: int = 0
     bridges: dict[str, bool] = field(default_factory=dict)
-    alarm: bool = False
+    alarm: bool | None = None  # None until the first reading: then published, retained
     peak: int = 0  # the most messages stored at once
     alarms: int = 0  # times the backlog alarm rose
 
@@ -176,8 +176,10 @@ async def _watch(run: SiteRun, network: Network) -> None:
                     alarm = backlog.stored >= network.queue_alarm * limit
                     if alarm == backlog.alarm:
                         continue
+                    # The first reading is published too: a retained alarm of an earlier
+                    # run must not outlive the backlog it was about.
+                    backlog.alarms += int(alarm)
                     backlog.alarm = alarm
-                    backlog.alarms += alarm
                     (log.warning if alarm else log.info)(
                         "station %s: backlog %s: %d messages stored of %d allowed",
                         run.site.name, "ALARM" if alarm else "normal", backlog.stored, limit)

@@ -66,8 +66,9 @@ class Site:
     mqtt_port: int
     influx_port: int | None = None  # centers and partners store what they receive
     hears: tuple[str, ...] = ()  # stations: the spacecraft whose downlink they receive
-    # Stations: messages a bridge may hold for an unreachable center before the oldest
-    # are dropped; the alarm rises at ``queue_alarm`` of it (docs/network.md).
+    # Stations: messages a bridge may hold for an unreachable center; past it Mosquitto
+    # drops the NEWEST (measured, docs/network.md) and logs it; the backlog alarm rises at
+    # ``queue_alarm`` of it.
     queue_limit: int = 100_000
 
 
