@@ -41,8 +41,8 @@ from control_center.config import Config, load_config
 from control_center.network.compare import Comparison, compare_network, format_comparison
 from control_center.network.run import SiteRun, run_network, start_servers
 from control_center.network.sites import Network, load_network
+from control_center.network.wan import WanLink
 from control_center.operations.servers import free_port
-from tests.support.wan import WanLink
 
 ROOT = Path(__file__).resolve().parent.parent
 START_UNIX = 1_800_000_000.0
@@ -138,13 +138,14 @@ def run_scenario(base: Config, directory: Path, *, cut: float = 0.0, down: float
             wan.cut()
             started = time.monotonic()
             timings["cut: alarm after"] = await _until(
-                lambda: kashi.backlog is not None and kashi.backlog.alarm, max(60, 2 * cut),
+                lambda: kashi.backlog is not None and kashi.backlog.alarm is True,
+                max(60, 2 * cut),
                 "Kashi's backlog alarm while its link to Moscow is cut")
             await _hold(max(0.0, cut - (time.monotonic() - started)))
             timings["cut: seconds"] = time.monotonic() - started
             wan.restore()
             timings["cut: drained after"] = await _until(
-                lambda: kashi.backlog is not None and not kashi.backlog.alarm, 120,
+                lambda: kashi.backlog is not None and kashi.backlog.alarm is False, 120,
                 "Kashi's backlog to drain into Moscow")
             held = by_name["bear-lakes"].backlog
             assert held is not None

@@ -1,6 +1,6 @@
-"""A WAN link between two sites on loopback that a test can cut and restore: a TCP
-proxy in the test's event loop. Cut, it drops every open connection and refuses new
-ones, as a failed link does to a Mosquitto bridge."""
+"""A WAN link between two sites on loopback that can be cut and restored: a TCP
+proxy in the caller's event loop (bench/network.py, outage drills). Cut, it drops every
+open connection and refuses new ones, as a failed link does to a Mosquitto bridge."""
 
 from __future__ import annotations
 
