@@ -50,16 +50,18 @@ PASSWORDS = {f"ISLS_NETWORK_PASSWORD_{a}": f"bench-{a.lower()}"
              for a in ("BRIDGE_MOSCOW", "BRIDGE_BEIJING", "PARTNER_A")}
 
 
-def shipped_network(directory: Path) -> Network:
+def shipped_network(directory: Path, kashi_queue: int = 1000) -> Network:
     """config/network.toml on free ports, its state under ``directory``; Kashi's queue
-    small (1,000 messages, alarm at a quarter) so its alarm rises within seconds."""
+    ``kashi_queue`` messages with the alarm at a quarter: 1,000 lets the alarm rise within
+    seconds; a longer cut needs a queue that holds it (80 messages a second)."""
     text = (ROOT / "config" / "network.toml").read_text()
     text = re.sub(r"(mqtt_port|influx_port) = \d+", lambda m: f"{m[1]} = {free_port()}", text)
     text = text.replace('state_dir = "../state/network"',
                         f'state_dir = "{directory / "state"}"')
     text = text.replace("queue_alarm = 0.8", "queue_alarm = 0.25")
     text = text.replace('tmdb = "tmdb/', f'tmdb = "{ROOT / "config" / "tmdb"}/')
-    text = re.sub(r'(name = "kashi"[^\[]*?queue_limit = )\d+', r"\g<1>1000", text, flags=re.S)
+    text = re.sub(r'(name = "kashi"[^\[]*?queue_limit = )\d+', rf"\g<1>{kashi_queue}", text,
+                  flags=re.S)
     path = directory / "network.toml"
     path.write_text(text)
     return load_network(path)
@@ -116,7 +118,8 @@ async def _hold(seconds: float) -> None:
 
 def run_scenario(base: Config, directory: Path, *, cut: float = 0.0, down: float = 0.0,
                  speed: float = 4.0) -> Outcome:
-    network = shipped_network(directory)
+    # Room for the whole cut, with a margin: 80 messages a second reach Kashi's broker.
+    network = shipped_network(directory, max(1000, int(cut * 80 * 1.5)))
     wan = WanLink(network.site("moscow").mqtt_port)  # Kashi -> Moscow goes through it
     timings: dict[str, float] = {}
     with contextlib.ExitStack() as stack:

@@ -133,7 +133,8 @@ class PartnerBroker(MosquittoServer):
 
     def __init__(self, directory: Path, port: int, *, password_file: Path, acl_file: Path,
                  max_queued: int) -> None:
-        super().__init__(directory, port, max_queued=max_queued)
+        # Saved once a second, as every network site's broker (network/run.py says why).
+        super().__init__(directory, port, max_queued=max_queued, autosave=(False, 1))
         self.password_file = password_file
         self.acl_file = acl_file
 

@@ -50,6 +50,7 @@ from simulators.runner import PacketGenerator, SimulatorService, make_model
 log = logging.getLogger("isls.network")
 
 BACKLOG_TOPIC = "isls/network/{station}/backlog"  # retained JSON, the backlog alarm
+SITE_AUTOSAVE = (False, 1)  # (autosave_on_changes, autosave_interval s): see start_servers
 
 
 def network_tmdbs(network: Network) -> list[Tmdb]:
@@ -126,10 +127,15 @@ def start_servers(stack: contextlib.ExitStack, network: Network, sites: Sequence
             bridges = ["sys_interval 1", *station_bridges(network, site, environ, links)]
         elif site.kind == "center":
             bridges = center_bridges(network, site, environ)
+        # A site's broker saves its store once a second, not after every change: while a
+        # link is down its backlog grows to tens of thousands of messages, and a save per
+        # change rewrites all of them each time (measured: a center's broker back from
+        # 30 s down stalled, its ingest's connects timing out, for over a minute). A
+        # clean stop saves everything; a SIGKILL loses at most the last second.
         broker = partner_broker(network, site, directory / "mosquitto", environ) \
             if site.kind == "partner" else MosquittoServer(
                 directory / "mosquitto", site.mqtt_port, max_queued=site.queue_limit,
-                bridges=tuple(bridges))
+                bridges=tuple(bridges), autosave=SITE_AUTOSAVE)
         stack.enter_context(broker)
         run = SiteRun(site, broker)
         if site.influx_port is not None:
