@@ -117,7 +117,10 @@ async def _hold(seconds: float) -> None:
 
 
 def run_scenario(base: Config, directory: Path, *, cut: float = 0.0, down: float = 0.0,
-                 speed: float = 4.0) -> Outcome:
+                 speed: float = 4.0, center_down: bool = True) -> Outcome:
+    """The outages above; ``center_down=False`` leaves out the second (Beijing's broker
+    stopped), whose ingest does not always reconnect to its restarted broker: an open
+    defect (README, "Ground network")."""
     # Room for the whole cut, with a margin: 80 messages a second reach Kashi's broker.
     network = shipped_network(directory, max(1000, int(cut * 80 * 1.5)))
     wan = WanLink(network.site("moscow").mqtt_port)  # Kashi -> Moscow goes through it
@@ -153,6 +156,11 @@ def run_scenario(base: Config, directory: Path, *, cut: float = 0.0, down: float
             held = by_name["bear-lakes"].backlog
             assert held is not None
             before = held.stored
+            if not center_down:
+                stop.set()
+                await task
+                await wan.close()
+                return
             beijing = by_name["beijing"]
             beijing.broker.stop()
             started = time.monotonic()
