@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from control_center.errors import ConfigError
@@ -44,16 +43,8 @@ from control_center.network.bridges import (
     password_variable,
 )
 from control_center.network.sites import Network, Site
-from control_center.operations.security import password_file_text
+from control_center.operations.security import Account, password_file_text, render_acl
 from control_center.operations.servers import MosquittoServer, private_directory, write_private
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAccount:
-    name: str
-    read: tuple[str, ...]
-    write: tuple[str, ...]
-    why: str
 
 
 def share_topics(network: Network, partner: Site) -> tuple[str, ...]:
@@ -63,14 +54,14 @@ def share_topics(network: Network, partner: Site) -> tuple[str, ...]:
                  for spacecraft, kinds in sorted(share.items()) for kind in kinds)
 
 
-def partner_accounts(network: Network, partner: Site) -> tuple[BrokerAccount, ...]:
+def partner_accounts(network: Network, partner: Site) -> tuple[Account, ...]:
     """The accounts of ``partner``'s broker and what each may do."""
-    accounts = [BrokerAccount(partner.name, read=share_topics(network, partner), write=(),
+    accounts = [Account(partner.name, read=share_topics(network, partner), write=(),
                               why=f"partner {partner.name}: reads its share")]
     for center in network.of_kind("center"):
         topics = agreement_topics(network, center, partner)
         if topics:
-            accounts.append(BrokerAccount(
+            accounts.append(Account(
                 bridge_account(center), read=(), write=tuple(t.topic for t in topics),
                 why=f"the bridge from center {center.name}: writes its agreement"))
     names = [a.name for a in accounts]
@@ -84,13 +75,7 @@ def partner_accounts(network: Network, partner: Site) -> tuple[BrokerAccount, ..
 def partner_acl(network: Network, partner: Site) -> str:
     """The ACL of a partner's broker: each account may do what its lists say, no more
     (a topic no line grants is denied)."""
-    lines = ["# Written by isls from the network file; regenerated at every start.", ""]
-    for account in partner_accounts(network, partner):
-        lines += [f"# {account.why}", f"user {account.name}"]
-        lines += [f"topic read {topic}" for topic in account.read]
-        lines += [f"topic write {topic}" for topic in account.write]
-        lines.append("")
-    return "\n".join(lines)
+    return render_acl(partner_accounts(network, partner), "the network file")
 
 
 def partner_passwords(network: Network, partner: Site, environ: Mapping[str, str]

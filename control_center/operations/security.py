@@ -57,7 +57,7 @@ import hashlib
 import os
 import stat
 import urllib.error
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -141,8 +141,14 @@ def accounts(config: Config, tmdbs: list[Tmdb]) -> list[Account]:
 
 def acl_text(config: Config, tmdbs: list[Tmdb]) -> str:
     """A Mosquitto ACL file: every account may do what its list says, no more."""
-    lines = ["# Written by isls from the configuration; regenerated at every start.", ""]
-    for account in accounts(config, tmdbs):
+    return render_acl(accounts(config, tmdbs), "the configuration")
+
+
+def render_acl(listed: Iterable[Account], written_from: str) -> str:
+    """The Mosquitto ACL of ``listed`` accounts (a topic no line grants is denied); the
+    local broker's and a network partner's broker's alike."""
+    lines = [f"# Written by isls from {written_from}; regenerated at every start.", ""]
+    for account in listed:
         lines += [f"# {account.why}", f"user {account.name}"]
         lines += [f"topic read {topic}" for topic in account.read]
         lines += [f"topic write {topic}" for topic in account.write]
