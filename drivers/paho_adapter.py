@@ -95,6 +95,13 @@ class GatedClient(aiomqtt.Client):
         super().__init__(*args, **kwargs)
         self.read_limit = read_limit
         self.paused = 0  # times reading was paused (figures for tests and health)
+        # Off until :meth:`arm`: a resumed session's broker sends up to Receive Maximum
+        # queued messages right after CONNACK, before the SUBACKs; pausing then (nothing
+        # reads the queue yet) would leave the SUBACK unread, the subscribe timing out
+        # and the session reconnecting for ever (issue 16: a center's broker back with
+        # a backlog). Until acknowledgements flow the broker keeps to Receive Maximum,
+        # so the queue is bounded meanwhile all the same.
+        self.armed = False
         self._reader: Callable[[], None] | None = None
         self._reader_fd = -1
         self._reading = False
@@ -128,7 +135,7 @@ class GatedClient(aiomqtt.Client):
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         super()._on_message(client, userdata, message)
-        if self._reading and self._queue.qsize() >= self.read_limit:
+        if self.armed and self._reading and self._queue.qsize() >= self.read_limit:
             self._loop.remove_reader(self._reader_fd)
             self._reading = False
             self.paused += 1
@@ -143,6 +150,10 @@ class GatedClient(aiomqtt.Client):
         if not self._reading and self._reader is not None and self._reader_fd >= 0:
             self._loop.add_reader(self._reader_fd, self._reader)
             self._reading = True
+
+    def arm(self) -> None:
+        """Subscribed, and a reader takes messages: hold to ``read_limit`` from now on."""
+        self.armed = True
 
     def taken(self) -> None:
         """The reader took a message: read the socket again once half the limit waits."""

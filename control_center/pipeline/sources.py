@@ -216,6 +216,8 @@ class MqttReader:
 
     async def _read_messages(self, client: aiomqtt.Client) -> None:
         gate = client if isinstance(client, GatedClient) else None
+        if gate is not None:
+            gate.arm()  # subscribed, and read from here on
         async for message in client.messages:
             if gate is not None:
                 gate.taken()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -73,3 +74,49 @@ def test_unread_messages_stay_bounded_when_the_broker_ignores_receive_maximum(
     # One message may arrive in the read that reaches the limit.
     assert max(unread) <= RECEIVE_MAXIMUM + 1, f"peak {max(unread)} unread messages"
     assert float(np.mean(unread)) > 0  # the flood did reach the ingest's queue
+
+
+def test_an_ingest_resumes_a_session_holding_more_than_it_reads_at_once(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str,
+        tmp_path: Path) -> None:
+    """Issue 16: a center's broker back from an outage holds thousands of messages for the
+    ingest's session. On reconnect the broker sends RECEIVE_MAXIMUM of them before the
+    SUBACKs; the ingest used to stop reading its socket at that many unread (before
+    anything read them), never saw its SUBACK, timed out after 10 s and reconnected, for
+    ever. Now the read limit holds only once the session is subscribed and being read."""
+    mosquitto = MosquittoServer(tmp_path / "broker", free_port(), persistence=False)
+    mosquitto.start()
+    config = replace(config, mqtt=replace(config.mqtt, port=mosquitto.port))
+    count = 3 * RECEIVE_MAXIMUM
+    flood = tmp_path / "flood.bin"
+    flood.write_bytes(one_packet_messages(tmdbs[0], count))
+
+    async def run_until(ingest: IngestService, done: Callable[[], bool]) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(ingest.run(stop))
+        try:
+            await wait_for_async(done, timeout=60, message="the ingest's condition")
+        finally:
+            stop.set()
+            await task
+
+    async def scenario() -> IngestService:
+        # A first run leaves the ingest's persistent session (and its subscriptions) at
+        # the broker; the flood waits in it while no ingest runs.
+        first = IngestService(config, tmdbs, archive=None, monitor=None)
+        await run_until(first, first.ready.is_set)
+        publisher = await asyncio.create_subprocess_exec(
+            sys.executable, str(PROJECT / "tests" / "support" / "flood_publisher.py"),
+            str(mosquitto.port), raw_topic("lander"), str(flood))
+        assert await publisher.wait() == 0
+        second = IngestService(config, tmdbs, archive=None, monitor=None)
+        assert second.identifier == first.identifier
+        await run_until(second, lambda: second.stats.packets["lander"] >= count)
+        return second
+
+    try:
+        ingest = asyncio.run(scenario())
+    finally:
+        mosquitto.stop()
+    assert count_points(influxd, database, "lander_nav") == count
+    assert not ingest.stats.errors
