@@ -258,6 +258,17 @@ class AlarmManager:
         """The listed alarm ``alarm_id`` (``KeyError`` if not listed)."""
         return self._get(alarm_id)
 
+    def same_alarm(self, key: Key, raised_ns: int) -> str | None:
+        """The id of the listed alarm of ``key`` raised at ``raised_ns``, if any.
+
+        Another control center numbers its alarms itself (``n`` counts what that center
+        has seen), so its id for an alarm may name another alarm here, or none; the key
+        and the time of the sample that raised it (the packet's own time) are the same
+        at every center that decoded the same packets. Stale alarms are raised by each
+        center's own clock and are matched by id only."""
+        alarm = self._alarms.get(key)
+        return alarm.alarm_id if alarm is not None and alarm.raised_ns == raised_ns else None
+
     def active(self) -> list[Alarm]:
         """Every listed alarm (out of limits, or returned but unacknowledged): red first,
         then yellow, then returned, each oldest first."""

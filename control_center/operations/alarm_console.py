@@ -18,6 +18,7 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 import aiomqtt
@@ -25,7 +26,7 @@ import aiomqtt
 from control_center.config import MqttSettings
 from control_center.errors import IslsError
 from control_center.terminal import LiveText, utc_text
-from drivers.mqtt import ALARM_COMMAND_TOPIC, TOPIC_ROOT, with_broker
+from drivers.mqtt import ALARM_COMMAND_TOPIC, TOPIC_ROOT, active_alarms_topic, with_broker
 from drivers.paho_adapter import account_name, publish_refusals
 
 
@@ -94,6 +95,35 @@ async def list_alarms(mqtt: MqttSettings, *, once: bool, wait: float = 2.0,
     return await with_broker(mqtt, "isls-alarms", session, retry=not once)
 
 
+async def raise_of(client: aiomqtt.Client, messages: AsyncIterator[aiomqtt.Message],
+                   alarm_id: str, wait: float = 1.0) -> dict[str, Any] | None:
+    """The key and raise time of the listed alarm ``alarm_id``, from its spacecraft's
+    retained active list here; None if it is not listed (within ``wait`` seconds).
+
+    A command travels to every control center (docs/network.md), and each numbers its
+    alarms itself: the key and raise time let the other centers find the same alarm
+    (:meth:`AlarmStage.local_id <control_center.pipeline.alarm_stage.AlarmStage.local_id>`)."""
+    spacecraft = alarm_id.split(".", 1)[0]
+    if not spacecraft or any(c in spacecraft for c in "+#/"):
+        return None  # not an id of ours; the ingest ignores it
+    await client.subscribe(active_alarms_topic(spacecraft), qos=1)
+    try:
+        async with asyncio.timeout(wait):
+            async for message in messages:
+                payload = message.payload if isinstance(message.payload, bytes) else b"[]"
+                with contextlib.suppress(ValueError, TypeError):
+                    for alarm in json.loads(payload):
+                        if isinstance(alarm, dict) and alarm.get("alarm_id") == alarm_id:
+                            return {name: alarm.get(name) for name in
+                                    ("spacecraft", "kind", "subject", "raised_ns")}
+                return None  # the list came, without this alarm
+    except TimeoutError:
+        pass
+    finally:
+        await client.unsubscribe(active_alarms_topic(spacecraft))
+    return None
+
+
 async def command_alarm(mqtt: MqttSettings, action: str, alarm_id: str, by: str, note: str,
                         minutes: float = 0.0, timeout: float = 10.0,
                         out: TextIO = sys.stdout) -> int:
@@ -104,11 +134,17 @@ async def command_alarm(mqtt: MqttSettings, action: str, alarm_id: str, by: str,
     expected = {"ack": ("acknowledged",), "shelve": ("shelved",)}[action]
 
     async def session(client: aiomqtt.Client) -> int:
+        messages = aiter(client.messages)
+        raised = await raise_of(client, messages, alarm_id)
         await client.subscribe(f"{TOPIC_ROOT}/+/alarms", qos=1)
+        if raised is not None:
+            command["raised"] = raised
         await publish_confirmed(client, ALARM_COMMAND_TOPIC, json.dumps(command).encode())
         try:
             async with asyncio.timeout(timeout):
-                async for message in client.messages:
+                async for message in messages:
+                    if not message.topic.matches(f"{TOPIC_ROOT}/+/alarms"):
+                        continue
                     with contextlib.suppress(ValueError, TypeError):
                         change = json.loads(message.payload if isinstance(
                             message.payload, bytes) else b"{}")

@@ -106,9 +106,25 @@ class AlarmStage:
         self.stats.alarm_changes += len(changes)
         self.stats.events += len(events)
 
+    def local_id(self, command: dict[str, Any]) -> str:
+        """The id here of the alarm a command names. ``isls alarms`` sends the alarm's key
+        and raise time with its id (``raised``): a command given at another control
+        center names the alarm by that center's id, which may be another alarm's here,
+        so the key and raise time decide, when they are given; none matching, the
+        command is for no alarm here (an empty id)."""
+        raised = command.get("raised")
+        if not isinstance(raised, dict):
+            return str(command.get("alarm_id", ""))
+        try:
+            key = (str(raised["spacecraft"]), str(raised["kind"]), str(raised["subject"]))
+            found = self.monitor.alarms.same_alarm(key, int(raised["raised_ns"]))
+        except (KeyError, TypeError, ValueError):
+            found = None
+        return found if found is not None else ""
+
     def apply(self, command: dict[str, Any]) -> tuple[list[AlarmChange], list[Event]]:
         """An operator's acknowledge or shelve; an event records who did what."""
-        alarm_id, by = str(command.get("alarm_id", "")), str(command.get("by", ""))
+        alarm_id, by = self.local_id(command), str(command.get("by", ""))
         note, action = str(command.get("note", "")), command.get("action")
         now = time.time_ns()
         try:

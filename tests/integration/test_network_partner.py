@@ -12,24 +12,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import textwrap
+import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import aiomqtt
+import numpy as np
 import pytest
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 
-from control_center.config import MqttSettings
+from control_center.config import Config, MqttSettings
+from control_center.monitoring.alarms import Alarm, AlarmManager
+from control_center.monitoring.limits import OK, RED_HIGH
 from control_center.network.accounts import PartnerBroker, partner_broker
 from control_center.network.bridges import bridge_name, center_bridges
 from control_center.network.sites import Network, load_network
+from control_center.operations.alarm_console import command_alarm
 from control_center.operations.security import password_file_text
-from control_center.operations.servers import MosquittoServer, free_port, write_private
+from control_center.operations.servers import (
+    InfluxServer,
+    MosquittoServer,
+    free_port,
+    write_private,
+)
+from control_center.pipeline.service import IngestService, wait_subscribed
+from control_center.telemetry.codec import PacketCodec
+from control_center.telemetry.packets import CucTime
+from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import ALARM_COMMAND_TOPIC, alarms_topic, make_client, param_topic, raw_topic
 from drivers.paho_adapter import publish_refusals
+from tests.conftest import wait_for_async
 
 TMDB = Path(__file__).resolve().parents[2] / "config" / "tmdb" / "lander.yaml"
 # Blanks and a '#' inside: a password travels whole through the bridge's config line.
@@ -335,3 +352,90 @@ def test_an_alarm_command_reaches_every_center_exactly_once(tmp_path: Path) -> N
         for broker in brokers.values():  # the hub (first center) first
             servers.enter_context(broker)
         asyncio.run(scenario())
+
+
+def nav_packets(lander: Tmdb, yaw: np.ndarray) -> list[bytes]:
+    """One lander_nav packet per message, a second apart, imu_rate_z = ``yaw``."""
+    packet = lander.packet("lander_nav")
+    n = len(yaw)
+    values = {p.name: np.zeros(n) for p in packet.parameters if not p.overlay}
+    values["imu_rate_z"] = yaw
+    start = CucTime.from_unix(1_800_000_000)
+    blob = PacketCodec(lander.spacecraft, packet).encode(
+        values, coarse=start.coarse + np.arange(n), fine=np.zeros(n, dtype=np.int64),
+        sequence_counts=np.arange(n))
+    return [blob[i * packet.length:(i + 1) * packet.length] for i in range(n)]
+
+
+def test_an_acknowledgement_at_one_center_is_seen_at_the_other(
+        tmp_path: Path, config: Config, tmdbs: list[Tmdb], influxd: InfluxServer) -> None:
+    """Two centers' ingests decode the same lander packets; Beijing had seen two earlier
+    alarms of the parameter, so it numbers the same alarm 3 where Moscow numbers it 1.
+    ``isls alarms ack`` at Moscow, by Moscow's id, acknowledges it at both."""
+    network = write_network(tmp_path, site("moscow", "center") + site("beijing", "center"))
+    centers = network.of_kind("center")
+    brokers = {c.name: MosquittoServer(tmp_path / c.name, c.mqtt_port,
+                                       bridges=tuple(center_bridges(network, c, {})))
+               for c in centers}
+    lander = tmdbs[0]
+    configs = {}
+    for name, broker in brokers.items():
+        database = f"test_{name}_{uuid.uuid4().hex[:8]}"
+        influxd.query(f'CREATE DATABASE "{database}"')
+        configs[name] = replace(config, mqtt=replace(config.mqtt, port=broker.port),
+                                influx=replace(config.influx, database=database),
+                                state_dir=tmp_path / f"state-{name}")
+    earlier = AlarmManager()
+    for k in range(2):
+        earlier.on_level("lander", "imu_rate_z", RED_HIGH, 40.0, k * 10)
+        earlier.on_level("lander", "imu_rate_z", OK, 0.0, k * 10 + 1)
+        earlier.acknowledge(earlier.active()[0].alarm_id, "li@beijing", "", k * 10 + 2)
+    configs["beijing"].state_dir.mkdir(parents=True)
+    write_private(configs["beijing"].state_dir / "alarms.json", json.dumps(earlier.to_json()))
+    yaw = np.zeros(40)
+    yaw[10:] = 40.0  # deg/s: red from the tenth packet on (persistence 3), still red
+    messages = nav_packets(lander, yaw)
+
+    async def scenario() -> dict[str, list[Alarm]]:
+        stop = asyncio.Event()
+        ingests = {name: IngestService.from_config(c, [lander]) for name, c in configs.items()}
+        tasks = [asyncio.create_task(i.run(stop)) for i in ingests.values()]
+        try:
+            for ingest in ingests.values():
+                await wait_subscribed(ingest)
+            for name in brokers:  # as the station's bridge brings them to each center
+                await publish_all(account(brokers[name].port), f"station-{name}",
+                                  [(raw_topic("lander"), m) for m in messages])
+
+            def listed(name: str) -> list[Alarm]:
+                monitor = ingests[name].monitor
+                return [] if monitor is None else monitor.alarms.active()
+
+            await wait_for_async(lambda: all(listed(n) for n in ingests), 20,
+                                 "the yaw alarm at both centers")
+            ids = {name: listed(name)[0].alarm_id for name in ingests}
+            assert ids == {"moscow": "lander.imu_rate_z.1", "beijing": "lander.imu_rate_z.3"}
+            out = io.StringIO()
+            # Until the bridge to the hub is up, a command would reach Moscow only.
+            for broker in brokers.values():
+                for line in broker.bridges:
+                    if line.startswith("connection "):
+                        await wait_bridge(broker, line.split()[1])
+            assert await command_alarm(configs["moscow"].mqtt, "ack", ids["moscow"],
+                                       "ivanov@moscow", "yaw jet closed", out=out) == 0
+            await wait_for_async(lambda: all(listed(n) and listed(n)[0].acknowledged
+                                             for n in ingests), 20,
+                                 "the acknowledgement at both centers")
+            return {name: listed(name) for name in ingests}
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+
+    with contextlib.ExitStack() as servers:
+        for broker in brokers.values():
+            servers.enter_context(broker)
+        alarms = asyncio.run(scenario())
+    for name, (alarm,) in alarms.items():
+        assert (alarm.acknowledged, alarm.by, alarm.note) == \
+            (True, "ivanov@moscow", "yaw jet closed"), name
+        assert alarm.raised_ns == alarms["moscow"][0].raised_ns
