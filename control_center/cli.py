@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the whole control center (servers, simulators, "
                              "ingest)")
     up.add_argument("--duration", type=_positive, help="stop cleanly after this many seconds")
-    up.add_argument("--no-sim", action="store_true", help="start no simulators")
+    up.add_argument("--no-sim", action="store_true", help="start no simulators (with "
+                    "--network: none at the stations)")
     up.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
     up.add_argument("--hil", action="store_true", help="hardware in the loop without "
                     "hardware: the orbiter simulator (relaying the lander) writes TM frames "
@@ -436,10 +437,12 @@ def _network_up(args: argparse.Namespace) -> int:
         raise IslsError(f"--site {', '.join(unknown)}: not a site of {network.source} "
                         f"({', '.join(s.name for s in network.sites)})")
     if args.hil:
-        raise IslsError("--hil runs one control center; it does not combine with --network")
+        raise IslsError("--hil (and its --baud, --noise) runs one control center; it does "
+                        "not combine with --network")
     config = load_config(args.config)
     return network_up(config, network, args.site, duration=args.duration,
-                      speed=args.speed or config.simulator.speed, seed=args.seed)
+                      speed=args.speed or config.simulator.speed, seed=args.seed,
+                      simulate=not args.no_sim)
 
 
 def cmd_network(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from control_center.config import MqttSettings
 from control_center.errors import IslsError
 from control_center.telemetry.records import RawMessage
-from drivers.paho_adapter import GatedClient, enable_manual_ack
+from drivers.paho_adapter import GatedClient, enable_manual_ack, retrieve_disconnection
 
 log = logging.getLogger("isls.mqtt")
 
@@ -227,6 +227,7 @@ def make_client(settings: MqttSettings, identifier: str, *, clean_start: bool = 
         else aiomqtt.Client(**options)
     if manual_ack:
         enable_manual_ack(client)
+    retrieve_disconnection(client)
     return client
 
 

@@ -2,7 +2,7 @@
 
 aiomqtt wraps a paho-mqtt client and keeps it, its socket reader and its queue of
 received messages private. This module is the only code that touches a private
-attribute of aiomqtt or paho; it fills four gaps:
+attribute of aiomqtt or paho; it fills five gaps:
 
 - manual acknowledgement (:func:`enable_manual_ack`, :func:`ack`): aiomqtt acknowledges
   a QoS 1 message as soon as paho reads it; paho can leave that to the application
@@ -13,12 +13,15 @@ attribute of aiomqtt or paho; it fills four gaps:
 - PUBACK reason codes (:func:`publish_refusals`): ``publish`` returns as if a refused
   message (MQTT 5 reason code 0x87 "not authorized") had been accepted; paho passes the
   reason code to ``on_publish``;
-- the account a client connected as (:func:`account_name`), to name it in an error.
+- the account a client connected as (:func:`account_name`), to name it in an error;
+- an unexpected disconnection nobody was reading at the time
+  (:func:`retrieve_disconnection`), which asyncio would print as a traceback.
 
 It relies on, as of aiomqtt 2.5.1 and paho-mqtt 2.2 (pyproject pins aiomqtt <3):
 ``aiomqtt.Client._client`` (the paho client); the callbacks aiomqtt installs on it,
 ``Client._on_socket_open``, ``_on_socket_close`` and ``_on_message``, and what they use
-(``_loop``, ``_queue``, ``_disconnected``, ``_misc_task``, ``_misc_loop``); paho's
+(``_loop``, ``_queue``, ``_disconnected``, ``_misc_task``, ``_misc_loop``); the
+``_disconnected`` future of a fresh client lasting its session; paho's
 ``on_publish``, ``_sock``, ``_keepalive`` and ``_username``. A later aiomqtt that
 changes them breaks tests/integration/test_flow_control.py and test_backpressure.py
 (pausing, acknowledgement) and test_clear_errors.py (refusals): fix it here.
@@ -68,6 +71,22 @@ def publish_refusals(client: aiomqtt.Client) -> Iterator[list[ReasonCode]]:
         yield refused
     finally:
         paho.on_publish = aiomqtt_on_publish
+
+
+def retrieve_disconnection(client: aiomqtt.Client) -> None:
+    """Mark an unexpected disconnection as seen once it happens.
+
+    aiomqtt sets it as the exception of a future (``Client._disconnected``) that only
+    message iteration and ``publish`` read; a client that is not in either when its
+    broker goes away (a publisher waiting for its next message) leaves it unread, and
+    asyncio prints "Future exception was never retrieved" with a traceback when the
+    future is collected. The reconnect loop reports the disconnection already, once,
+    in one line (:func:`drivers.mqtt.with_reconnect`)."""
+    def seen(future: Any) -> None:
+        if not future.cancelled():
+            future.exception()
+
+    client._disconnected.add_done_callback(seen)
 
 
 def account_name(client: aiomqtt.Client) -> str | None:

@@ -75,6 +75,12 @@ class BridgeTopic:
         return f"topic {self.topic} {self.direction} {self.qos}"
 
 
+def backlog_topic(station: str) -> str:
+    """A station's backlog alarm: retained JSON, published by its backlog watch
+    (network/run.py) and bridged to every center."""
+    return f"isls/network/{station}/backlog"
+
+
 def bridge_name(local: Site, remote: Site) -> str:
     return f"{local.name}-to-{remote.name}"
 
@@ -155,9 +161,11 @@ def _connection(local: Site, remote: Site, topics: tuple[BridgeTopic, ...],
 def station_bridges(network: Network, station: Site, environ: Mapping[str, str],
                     via: Mapping[str, int] | None = None) -> list[str]:
     """The bridge lines of a station's broker: the raw telemetry of every spacecraft it
-    hears, QoS 1, to every center. ``via``: center name -> the loopback port of a WAN
-    link in between (a proxy the tests cut), instead of the center's own port."""
-    topics = tuple(BridgeTopic(raw_topic(spacecraft), "out", 1) for spacecraft in station.hears)
+    hears, QoS 1, and the station's backlog alarm (retained: a center that connects
+    later learns the latest), to every center. ``via``: center name -> the loopback port
+    of a WAN link in between (a proxy the tests cut), instead of the center's own port."""
+    topics = (*(BridgeTopic(raw_topic(spacecraft), "out", 1) for spacecraft in station.hears),
+              BridgeTopic(backlog_topic(station.name), "out", 1))
     password = network_password(bridge_account(station), environ, required=False,
                                 why=f"station {station.name}'s bridges to the centers")
     lines: list[str] = []

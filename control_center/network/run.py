@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -31,7 +32,12 @@ import aiomqtt
 
 from control_center.config import Config, MqttSettings, SpacecraftSettings
 from control_center.network.accounts import partner_broker, with_generated_passwords
-from control_center.network.bridges import center_bridges, network_password, station_bridges
+from control_center.network.bridges import (
+    backlog_topic,
+    center_bridges,
+    network_password,
+    station_bridges,
+)
 from control_center.network.sites import Network, Site
 from control_center.operations.servers import (
     PRIVATE_UMASK,
@@ -49,7 +55,6 @@ from simulators.runner import PacketGenerator, SimulatorService, make_model
 
 log = logging.getLogger("isls.network")
 
-BACKLOG_TOPIC = "isls/network/{station}/backlog"  # retained JSON, the backlog alarm
 SITE_AUTOSAVE = (False, 1)  # (autosave_on_changes, autosave_interval s): see start_servers
 
 
@@ -70,13 +75,23 @@ def site_config(base: Config, network: Network, site: Site,
                 environ: Mapping[str, str]) -> Config:
     """The configuration of a center's or partner's ingest: its own broker, InfluxDB and
     state directory; every spacecraft of the network (a partner's broker only ever
-    carries its share). A partner's ingest logs in to its locked broker as the partner."""
+    carries its share). A partner's ingest logs in to its locked broker as the partner.
+
+    A partner's ingest stores its share and publishes nothing: the live parameters and
+    alarms its operators see are the ones its agreements share, published by the
+    center that owns them (whose operators acknowledge those alarms); the partner's
+    broker would refuse its own anyway (its account writes nothing), and a refused
+    publish must not pass for a delivered one. So no ``tm/param`` republishing and no
+    alarm monitor there."""
     assert site.influx_port is not None
     username = password = None
+    ingest, alarms = base.ingest, base.alarms
     if site.kind == "partner":
         username = site.name
         password = network_password(site.name, environ, required=True,
                                     why="the partner's ingest reads its share with it")
+        ingest = replace(ingest, publish_params=False)
+        alarms = replace(alarms, enabled=False)
     return replace(
         base, source=network.source, state_dir=network.state_dir / site.name,
         mqtt=replace(base.mqtt, host="127.0.0.1", port=site.mqtt_port, username=username,
@@ -85,7 +100,7 @@ def site_config(base: Config, network: Network, site: Site,
                        external=True, username=None, password=None, token=None),
         spacecraft=tuple(SpacecraftSettings(name=s.name, tmdb=s.tmdb)
                          for s in network.spacecraft),
-        links=(), grafana=replace(base.grafana,
+        links=(), ingest=ingest, alarms=alarms, grafana=replace(base.grafana,
                                   dashboards_dir=network.state_dir / site.name / "dashboards"),
     )
 
@@ -99,6 +114,20 @@ class Backlog:
     alarm: bool | None = None  # None until the first reading: then published, retained
     peak: int = 0  # the most messages stored at once
     alarms: int = 0  # times the backlog alarm rose
+    # Messages the station's broker dropped since the watch began: a full queue (a bridge's
+    # backlog past queue_limit) drops the newest; nothing else tells of that loss but the
+    # broker's log. ``_dropped_seen``: the broker's own count at the last reading (it
+    # restarts at 0 with the broker).
+    dropped: int = 0
+    _dropped_seen: int | None = None
+
+    def dropped_reading(self, count: int) -> int:
+        """The broker's dropped count read; returns how many are new."""
+        new = 0 if self._dropped_seen is None else \
+            (count - self._dropped_seen if count >= self._dropped_seen else count)
+        self._dropped_seen = count
+        self.dropped += new
+        return new
 
 
 @dataclass(slots=True)
@@ -147,6 +176,17 @@ def start_servers(stack: contextlib.ExitStack, network: Network, sites: Sequence
     return runs
 
 
+DROPPED = "$SYS/broker/publish/messages/dropped"
+
+
+def backlog_json(station: str, backlog: Backlog, limit: int) -> bytes:
+    """The retained backlog message: the alarm, the messages held, and how many the
+    station's broker dropped since the watch began."""
+    return json.dumps({"station": station, "alarm": bool(backlog.alarm),
+                       "stored": backlog.stored, "limit": limit,
+                       "dropped": backlog.dropped}).encode()
+
+
 async def watch_backlog(run: SiteRun, network: Network, stop: asyncio.Event) -> None:
     """Raise (and clear) a station's backlog alarm from its broker's $SYS figures: the
     messages it stores (what waits for unreachable centers) against its queue limit.
@@ -165,17 +205,28 @@ async def _watch(run: SiteRun, network: Network) -> None:
     backlog = run.backlog
     limit = run.site.queue_limit
     settings = MqttSettings(port=run.site.mqtt_port, keepalive=5)
-    topic = BACKLOG_TOPIC.format(station=run.site.name)
+    topic = backlog_topic(run.site.name)
     while True:
         try:
             async with make_client(settings, f"isls-backlog-{run.site.name}") as client:
                 await client.subscribe("$SYS/broker/store/messages/count", qos=0)
                 await client.subscribe("$SYS/broker/connection/+/state", qos=0)
+                await client.subscribe(DROPPED, qos=0)
                 async for message in client.messages:
                     payload = message.payload if isinstance(message.payload, bytes) else b""
                     text = payload.decode(errors="replace")
                     if message.topic.value.endswith("/state"):
                         backlog.bridges[message.topic.value.split("/")[3]] = text == "1"
+                        continue
+                    if message.topic.value == DROPPED:
+                        new = backlog.dropped_reading(int(text)) if text.isdigit() else 0
+                        if new:
+                            log.error("station %s: its broker DROPPED %d messages (%d in all): "
+                                      "a bridge's queue is full (queue_limit %d); the "
+                                      "centers will not get them", run.site.name, new,
+                                      backlog.dropped, limit)
+                            await client.publish(topic, backlog_json(
+                                run.site.name, backlog, limit), qos=1, retain=True)
                         continue
                     backlog.stored = int(text) if text.isdigit() else backlog.stored
                     backlog.peak = max(backlog.peak, backlog.stored)
@@ -189,10 +240,8 @@ async def _watch(run: SiteRun, network: Network) -> None:
                     (log.warning if alarm else log.info)(
                         "station %s: backlog %s: %d messages stored of %d allowed",
                         run.site.name, "ALARM" if alarm else "normal", backlog.stored, limit)
-                    await client.publish(topic, (
-                        f'{{"station": "{run.site.name}", "alarm": '
-                        f'{"true" if alarm else "false"}, "stored": {backlog.stored}, '
-                        f'"limit": {limit}}}').encode(), qos=1, retain=True)
+                    await client.publish(topic, backlog_json(run.site.name, backlog, limit),
+                                         qos=1, retain=True)
         except aiomqtt.MqttError:
             await asyncio.sleep(1.0)  # the station's own broker restarting: try again
 
@@ -246,9 +295,17 @@ async def drain(network: Network, runs: list[SiteRun], timeout: float, out: Text
             break
         await asyncio.sleep(0.5)
         short = await asyncio.to_thread(missing)
+    dropped = {run.site.name: run.backlog.dropped for run in runs
+               if run.backlog is not None and run.backlog.dropped}
     for site, gap in short.items():
-        out.write(f"{site}: {gap} packets sent by the stations here are not stored yet: "
-                  f"they wait in a broker's queue for the next start\n")
+        if dropped:
+            lost = ", ".join(f"{name} {n}" for name, n in sorted(dropped.items()))
+            out.write(f"{site}: {gap} packets sent by the stations here are not stored: "
+                      f"stations' brokers dropped messages (full queues: {lost}); the "
+                      f"rest, if any, wait in a broker's queue for the next start\n")
+        else:
+            out.write(f"{site}: {gap} packets sent by the stations here are not stored yet: "
+                      f"they wait in a broker's queue for the next start\n")
 
 
 class NetworkStatus:
@@ -268,6 +325,8 @@ class NetworkStatus:
                 links = ", ".join(f"{name.split('-to-')[-1]} {'up' if up else 'DOWN'}"
                                   for name, up in sorted(backlog.bridges.items())) or "..."
                 alarm = "  ALARM: BACKLOG NEAR ITS LIMIT" if backlog.alarm else ""
+                if backlog.dropped:
+                    alarm += f"  DROPPED {backlog.dropped} (queue full)"
                 lines.append(f"  station {site.name:<12} {sent:>8} packets heard, "
                              f"{backlog.stored:>7} held; links: {links}{alarm}")
             elif run.ingest is not None:
@@ -290,13 +349,16 @@ async def run_network(base: Config, network: Network, runs: list[SiteRun], *,
                       duration: float | None, environ: Mapping[str, str], speed: float = 1.0,
                       seed: int = 0, out: TextIO = sys.stdout,
                       stop: asyncio.Event | None = None,
-                      start_unix: float | None = None) -> list[SiteRun]:
-    """Ingests at the centers and partners, simulators and backlog watches at the
-    stations, until ``stop`` (Ctrl-C) or ``duration``; then simulators stop first and
-    every ingest drains into its InfluxDB before it returns."""
+                      start_unix: float | None = None, simulate: bool = True,
+                      tmdbs: Sequence[Tmdb] | None = None) -> list[SiteRun]:
+    """Ingests at the centers and partners, simulators (unless not ``simulate``: the
+    stations' brokers then take what serial links or simulators started elsewhere
+    publish) and backlog watches at the stations, until ``stop`` (Ctrl-C) or
+    ``duration``; then simulators stop first and every ingest drains into its InfluxDB
+    before it returns. ``tmdbs``: the network's databases, if already loaded."""
     stop = stop or asyncio.Event()
     stop_on_signals(stop, duration)
-    tmdbs = {t.spacecraft: t for t in network_tmdbs(network)}
+    by_name = {t.spacecraft: t for t in (network_tmdbs(network) if tmdbs is None else tmdbs)}
     kinds = {s.name: s.simulator for s in network.spacecraft}
     ingest_stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -305,7 +367,7 @@ async def run_network(base: Config, network: Network, runs: list[SiteRun], *,
             continue
         config = site_config(base, network, run.site, environ)
         share = network.partner_share(run.site.name) if run.site.kind == "partner" else None
-        chosen = [t for name, t in tmdbs.items() if share is None or name in share]
+        chosen = [t for name, t in by_name.items() if share is None or name in share]
         run.ingest = IngestService.from_config(config, chosen)
         tasks.append(asyncio.create_task(run.ingest.run(ingest_stop)))
     for run in runs:
@@ -316,13 +378,13 @@ async def run_network(base: Config, network: Network, runs: list[SiteRun], *,
     watch_stop = asyncio.Event()
     for index, spacecraft in enumerate(network.spacecraft):
         kind = kinds[spacecraft.name]
-        if kind is None:
+        if kind is None or not simulate:
             continue
         for run in runs:
             if run.site.kind != "station" or spacecraft.name not in run.site.hears:
                 continue
             generator = PacketGenerator(make_model(kind, seed + index),
-                                        tmdbs[spacecraft.name], start_unix=start_unix)
+                                        by_name[spacecraft.name], start_unix=start_unix)
             simulator = SimulatorService(
                 generator, MqttSettings(port=run.site.mqtt_port, keepalive=5), speed=speed,
                 publish_interval=base.simulator.publish_interval,
@@ -350,8 +412,10 @@ async def run_network(base: Config, network: Network, runs: list[SiteRun], *,
 
 def network_up(base: Config, network: Network, site_names: Sequence[str] | None, *,
                duration: float | None, speed: float = 1.0, seed: int = 0,
-               out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None) -> int:
-    """Run the named sites (all with ``None``) until Ctrl-C or ``duration``."""
+               out: TextIO = sys.stdout, environ: Mapping[str, str] | None = None,
+               simulate: bool = True) -> int:
+    """Run the named sites (all with ``None``) until Ctrl-C or ``duration``; without
+    ``simulate``, no simulator at the stations (``isls up --network --no-sim``)."""
     env: Mapping[str, str] = os.environ if environ is None else environ
     sites = network.sites if site_names is None else tuple(network.site(n) for n in site_names)
     if site_names is None:
@@ -371,7 +435,8 @@ def network_up(base: Config, network: Network, site_names: Sequence[str] | None,
         out.flush()
         started = time.monotonic()
         asyncio.run(run_network(base, network, runs, duration=duration, environ=env,
-                                speed=speed, seed=seed, out=out))
+                                speed=speed, seed=seed, out=out, simulate=simulate,
+                                tmdbs=tmdbs))
         for run in runs:
             if run.ingest is not None:
                 stats = run.ingest.stats

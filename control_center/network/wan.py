@@ -23,10 +23,15 @@ class WanLink:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
     async def close(self) -> None:
+        """Cut, and wait for every connection's handler to end: one still running when
+        the event loop closes is cancelled, and asyncio's stream callback then prints
+        a CancelledError traceback for it."""
         self.cut()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._pipes:
+            await asyncio.wait(self._pipes, timeout=5)
 
     def cut(self) -> None:
         self.up = False
@@ -41,6 +46,10 @@ class WanLink:
         if not self.up:
             writer.transport.abort()
             return
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._pipes.add(handler)
+            handler.add_done_callback(self._pipes.discard)
         try:
             far_reader, far_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:

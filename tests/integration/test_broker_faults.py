@@ -5,6 +5,7 @@ partner account that asks for the ingest's client id."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import struct
 import time
@@ -28,6 +29,7 @@ from control_center.operations.servers import MosquittoServer, free_port
 from control_center.pipeline.service import IngestService
 from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import make_client, raw_subscription, raw_topic
+from tests.conftest import wait_for_async
 
 SUBSCRIBER = "test-persistent-subscriber"
 
@@ -184,3 +186,31 @@ def test_the_local_brokers_save_interval_comes_from_the_config(tmp_path: Path) -
     custom.write_text(text.replace("broker_save_every = 1", "broker_save_every = 0"))
     with pytest.raises(ConfigError, match=r"mqtt\.broker_save_every"):
         load_config(custom, {})
+
+
+def test_a_broker_gone_under_an_idle_client_leaves_no_traceback(tmp_path: Path) -> None:
+    """A publisher waiting for its next message when its broker goes away: aiomqtt keeps
+    the disconnection as a future's exception that nothing reads, and asyncio printed
+    "Future exception was never retrieved" with a traceback when it was collected (seen
+    in `isls up --network` while a center's broker was down)."""
+    broker = MosquittoServer(tmp_path / "broker", free_port(), persistence=False)
+    reported: list[str] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+        client = make_client(MqttSettings(port=broker.port, keepalive=5), "test-idle")
+        async with client:
+            broker.stop()
+            await wait_for_async(lambda: client._disconnected.done(), 10,
+                                 "the client to see its broker gone")
+        del client
+        gc.collect()
+        await asyncio.sleep(0)  # the collected future's report is a loop callback
+
+    broker.start()
+    try:
+        asyncio.run(scenario())
+    finally:
+        broker.stop()
+    assert reported == []

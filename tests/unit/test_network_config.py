@@ -4,12 +4,14 @@ test_network_bridges.py and test_network_partner.py run them on real ones)."""
 
 from __future__ import annotations
 
+import json
 import stat
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from control_center.config import Config
 from control_center.errors import ConfigError
 from control_center.network.accounts import (
     partner_acl,
@@ -18,6 +20,7 @@ from control_center.network.accounts import (
     with_generated_passwords,
 )
 from control_center.network.bridges import center_bridges, station_bridges
+from control_center.network.run import Backlog, backlog_json, site_config
 from control_center.network.sites import Network, load_network
 
 TMDB = Path(__file__).resolve().parents[2] / "config" / "tmdb" / "lander.yaml"
@@ -144,7 +147,8 @@ def test_a_station_bridges_the_raw_telemetry_it_hears_to_every_center(tmp_path: 
                          "bridge_protocol_version mqttv50",
                          "remote_clientid bear-lakes-to-moscow",
                          "local_clientid bear-lakes-to-moscow.local", *COMMON[1:],
-                         "topic isls/lander-1/tm/raw out 1", "topic isls/orbiter-1/tm/raw out 1"]
+                         "topic isls/lander-1/tm/raw out 1", "topic isls/orbiter-1/tm/raw out 1",
+                         "topic isls/network/bear-lakes/backlog out 1"]
     with_password = station_bridges(net, net.site("bear-lakes"),
                                     {"ISLS_NETWORK_PASSWORD_BRIDGE_BEAR_LAKES": "s3cret"})
     assert "remote_username bridge-bear-lakes" in with_password
@@ -263,3 +267,27 @@ def test_a_whole_network_on_one_machine_gets_passwords_it_lacks(tmp_path: Path) 
     assert len({filled[v] for v in PASSWORDS}) == 3  # random, one per account
     partner_broker(net, net.site("partner-esa"), tmp_path / "partner-esa", filled)
     assert center_bridges(net, net.site("moscow"), filled)
+
+
+def test_a_partners_ingest_stores_its_share_and_publishes_nothing(
+        tmp_path: Path, offline_config: Config) -> None:
+    # Its account writes nothing at its broker: live parameters and alarms there are the
+    # ones the centers share. A center's ingest publishes and monitors as configured.
+    net = network(tmp_path)
+    partner = site_config(offline_config, net, net.site("partner-esa"), PASSWORDS)
+    assert (partner.ingest.publish_params, partner.alarms.enabled) == (False, False)
+    assert partner.mqtt.username == "partner-esa"
+    center = site_config(offline_config, net, net.site("moscow"), PASSWORDS)
+    assert (center.ingest.publish_params, center.alarms.enabled) == (True, True)
+    assert center.mqtt.username is None
+
+
+def test_the_backlog_watch_counts_what_a_stations_broker_dropped() -> None:
+    # $SYS/broker/publish/messages/dropped is the broker's count since it started: the
+    # first reading is the baseline, and a restarted broker counts from 0 again.
+    backlog = Backlog()
+    assert [backlog.dropped_reading(n) for n in (7, 7, 12, 3, 3, 10)] == [0, 0, 5, 3, 0, 7]
+    assert backlog.dropped == 15
+    message = json.loads(backlog_json("kashi", backlog, 2000))
+    assert message == {"station": "kashi", "alarm": False, "stored": 0, "limit": 2000,
+                       "dropped": 15}
