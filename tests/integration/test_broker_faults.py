@@ -199,12 +199,12 @@ def test_a_broker_gone_under_an_idle_client_leaves_no_traceback(tmp_path: Path) 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
-        client = make_client(MqttSettings(port=broker.port, keepalive=5), "test-idle")
-        async with client:
+        clients = [make_client(MqttSettings(port=broker.port, keepalive=5), "test-idle")]
+        async with clients[0]:
             broker.stop()
-            await wait_for_async(lambda: client._disconnected.done(), 10,
+            await wait_for_async(lambda: clients[0]._disconnected.done(), 10,
                                  "the client to see its broker gone")
-        del client
+        clients.clear()
         gc.collect()
         await asyncio.sleep(0)  # the collected future's report is a loop callback
 
