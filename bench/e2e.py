@@ -587,8 +587,20 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                           f"Python {platform.python_version()}",
                                "seconds_per_step": args.seconds,
                                "message_ms": args.message_ms}
+    influxd_cpus = None
+    if args.pin:
+        # influxd alone on the last core, everything else (this process, the broker, the
+        # ingest, the load generators: children inherit it) on the others.
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            raise SystemExit("--pin needs two cores")
+        os.sched_setaffinity(0, set(cores[:-1]))
+        influxd_cpus = str(cores[-1])
+        figures["pinned"] = {"influxd": [cores[-1]], "everything else": cores[:-1]}
     with MosquittoServer(work / "mosquitto", free_port()) as broker, \
-            InfluxServer(work / "influx", free_port()) as influxd:
+            InfluxServer(work / "influx", free_port(), cpus=influxd_cpus,
+                         data_settings=dict(setting.split("=", 1) for setting in
+                                            args.influx_setting)) as influxd:
         async with aiohttp.ClientSession() as session:
             await Influx(session, influxd.url).query(f'CREATE DATABASE "{DATABASE}"')
         print(f"isls ingest, {args.seconds:.0f} s a step, {args.message_ms:.0f} ms of "
@@ -644,6 +656,11 @@ def main() -> int:
                         help="the ingest's configuration (servers are the benchmark's own)")
     parser.add_argument("--profile", type=Path, help="write py-spy samples of the ingest "
                         "(collapsed stacks) to this file")
+    parser.add_argument("--influx-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="an influxd [data] setting instead of the shipped one, VALUE as "
+                        "TOML (e.g. cache-snapshot-memory-size='\"25m\"'); repeatable")
+    parser.add_argument("--pin", action="store_true", help="influxd alone on the last "
+                        "core (taskset), everything else on the others")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="isls-bench-e2e-") as temporary:

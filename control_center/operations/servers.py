@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -284,18 +285,33 @@ class MosquittoServer(_ChildServer):
             f"mqtt://127.0.0.1:{self.security.partner_port}"
 
 
+# The embedded influxd's [data] settings; bench/levers.py measured the alternatives
+# (docs/performance.md, "Levers"). Telemetry has few series and many points: the
+# in-memory index (tsi1 measured no different).
+DATA_SETTINGS: dict[str, str] = {"index-version": '"inmem"'}
+
+
 class InfluxServer(_ChildServer):
     name = "influxd"
 
     def __init__(self, directory: Path, port: int, *, rpc_port: int | None = None,
-                 auth: bool = False) -> None:
+                 auth: bool = False, data_settings: Mapping[str, str] | None = None,
+                 cpus: str | None = None) -> None:
         super().__init__(directory, port)
         self.rpc_port = rpc_port or free_port()
         self.auth = auth  # HTTP authentication on: every request needs an account
         self.config_path = directory / "influxdb.conf"
+        # More [data] settings, as TOML text values (bench/levers.py tries them one at
+        # a time); they replace the defaults below of the same name.
+        self.data_settings = {**DATA_SETTINGS, **(data_settings or {})}
+        # A CPU list for taskset (bench/e2e.py --pin: influxd on a core of its own); its
+        # Go runtime sizes itself to the CPUs it may use when it starts.
+        self.cpus = cpus
 
     def write_config(self) -> None:
         d = self.directory
+        data_lines = "\n".join(f"  {name} = {value}" for name, value in
+                               self.data_settings.items())
         write_private(self.config_path, f"""# Written by isls; regenerated at every start.
 reporting-disabled = true
 bind-address = "127.0.0.1:{self.rpc_port}"
@@ -307,8 +323,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   dir = "{d}/data"
   wal-dir = "{d}/wal"
   query-log-enabled = false
-  # Telemetry has few series and many points: keep the in-memory index.
-  index-version = "inmem"
+{data_lines}
 
 [monitor]
   store-enabled = false
@@ -340,7 +355,8 @@ bind-address = "127.0.0.1:{self.rpc_port}"
     def _command(self) -> list[str]:
         self.write_config()
         binary = _find("influxd", ("/usr/bin/influxd",))
-        return [binary, "-config", str(self.config_path)]
+        pinned = [_find("taskset", ("/usr/bin/taskset",)), "-c", self.cpus] if self.cpus else []
+        return [*pinned, binary, "-config", str(self.config_path)]
 
     def _ready(self) -> bool:
         try:
