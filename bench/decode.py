@@ -10,7 +10,9 @@ CSV with ``import_ccsdspy_csv``, so both sides extract the same fields. Then, in
 process and on one ``bytes`` object, best of three runs each:
 
 * ccsdspy: ``FixedLength.from_file(csv).load(BytesIO)``: raw values, no calibration;
-* ours: ``split_packets`` + ``PacketCodec.decode_packets``, calibration included;
+* ours: ``split_packets`` + ``PacketCodec.decode`` on the ``(n, length)`` octet matrix
+  the split keeps (``SplitResult.octets``: no ``bytes`` object per packet), calibration
+  included;
 * ours + limits: the same plus ``LimitChecker.check`` on every limit-checked parameter
   (limits, persistence and deadband copied from the YAML definition), as the ingest's
   monitor does.
@@ -191,8 +193,10 @@ def ours(codec: PacketCodec, data: bytes, *, check_crc: bool = False,
     packet = codec.packet
     split = split_packets(data, lengths={packet.apid: packet.length},
                           check_crc=frozenset({packet.apid}) if check_crc else frozenset())
-    packets = split.by_apid.get(packet.apid, [])
-    batch = codec.decode_packets(packets, np.zeros(len(packets), dtype=np.int64))
+    octets = split.octets(packet.apid)
+    if octets is None:
+        octets = np.zeros((0, packet.length), dtype=np.uint8)
+    batch = codec.decode(octets, np.zeros(octets.shape[0], dtype=np.int64))
     alarms = 0
     for name, checker in (limit_checkers or {}).items():
         alarms += int(np.count_nonzero(checker.check(batch.values[name])))
@@ -324,15 +328,21 @@ def main(argv: list[str] | None = None) -> int:
         codec = PacketCodec("lander", imported)
         yaml_codec = PacketCodec("lander", packet)
 
-        # Both sides must read the same raw values before their speed means anything.
+        # Both sides must read the same raw values before their speed means anything:
+        # ours from the split's octet matrix (as timed) and packet by packet (bytes).
         theirs = ccsdspy_load(definition, data)
-        check = codec.decode_packets(split_packets(data).by_apid[packet.apid])
+        whole = split_packets(data)
+        matrix = whole.octets(packet.apid)
+        assert matrix is not None
+        checks = (codec.decode(matrix), codec.decode_packets(whole.by_apid[packet.apid]))
         for row in rows:
-            if not np.array_equal(np.asarray(theirs[row["name"]]),
-                                  np.asarray(check.raw[row["name"]])):
-                print(f"error: ccsdspy and ours disagree on {row['name']}", file=sys.stderr)
-                return 1
-        del theirs, check
+            for check in checks:
+                if not np.array_equal(np.asarray(theirs[row["name"]]),
+                                      np.asarray(check.raw[row["name"]])):
+                    print(f"error: ccsdspy and ours disagree on {row['name']}",
+                          file=sys.stderr)
+                    return 1
+        del theirs, whole, matrix, checks
 
         timings: dict[str, float] = {}
         timings["ccsdspy"], _ = best_of(RUNS, lambda: ccsdspy_load(definition, data))

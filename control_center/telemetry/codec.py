@@ -9,8 +9,10 @@ into packets for the simulators, so decode(encode(x)) == x is testable.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +103,153 @@ def _inverse_polynomial(coefficients: tuple[float, ...], bit_length: int, signed
     return eng, raw
 
 
+# Packets of one APID: one ``bytes`` each, or an ``(n, length)`` octet matrix of
+# packets of one length (the numpy cut of split_packets keeps them so).
+Packets = list[bytes] | npt.NDArray[np.uint8]
+
+
+def _sizes(packets: Packets) -> npt.NDArray[np.int64]:
+    """The length in octets of every packet."""
+    if isinstance(packets, np.ndarray):
+        return np.full(packets.shape[0], packets.shape[1], dtype=np.int64)
+    return np.fromiter((len(p) for p in packets), dtype=np.int64, count=len(packets))
+
+
+def _take(packets: Packets, rows: npt.NDArray[np.intp]) -> Packets:
+    """The packets at ``rows``, kept in the form they came in."""
+    if isinstance(packets, np.ndarray):
+        return packets[rows]
+    return [packets[i] for i in rows.tolist()]
+
+
+def _stack(packets: Packets, rows: npt.NDArray[np.intp], length: int
+           ) -> npt.NDArray[np.uint8]:
+    """The first ``length`` octets of the packets at ``rows`` (each that long at least)
+    as a ``(len(rows), length)`` octet matrix."""
+    if isinstance(packets, np.ndarray):
+        if rows.size == packets.shape[0]:  # all of them, in order: a view
+            return packets[:, :length]
+        return packets[rows, :length]
+    return np.frombuffer(b"".join(packets[i][:length] for i in rows.tolist()),
+                         dtype=np.uint8).reshape(rows.size, length)
+
+
+def _column_view(column: npt.NDArray[np.uint8], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """The ``(n, octets)`` octets of a field seen as ``n`` values of ``dtype`` (of
+    ``octets`` octets), without a copy when each row's octets are contiguous."""
+    if column.shape[1] > 1 and column.strides[1] != 1:
+        column = np.ascontiguousarray(column)
+    return column.view(dtype)[:, 0]
+
+
+# Reads one column (a value per packet) from an ``(n, length)`` octet matrix.
+_Reader = Callable[[npt.NDArray[np.uint8]], npt.NDArray[Any]]
+
+
+def _sequence_counts(octets: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]:
+    """The 14-bit packet sequence count (CCSDS 133.0-B-2 §4.1.3.4.2.2)."""
+    return (_column_view(octets[:, 2:4], np.dtype(">u2")) & 0x3FFF).astype(np.uint16)
+
+
+def _cuc_coarse(octets: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
+    return _column_view(octets[:, 6:10], np.dtype(">u4")).astype(np.uint32)
+
+
+def _cuc_fine(octets: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]:
+    return _column_view(octets[:, 10:12], np.dtype(">u2")).astype(np.uint16)
+
+
+# Rows of octets read for every column in turn while they sit in the CPU cache (about
+# 1 MB of 64-octet packets): reading each column through a large matrix would stream
+# the whole matrix from memory once per column.
+BLOCK_ROWS = 16384
+
+
+def _read_columns(octets: npt.NDArray[np.uint8], readers: list[_Reader]
+                  ) -> list[npt.NDArray[Any]]:
+    """Every reader's column for all the rows of ``octets``, read ``BLOCK_ROWS`` rows at
+    a time into columns the size of the whole (each reader works row by row, so the
+    columns are those it would give at once)."""
+    n = octets.shape[0]
+    if n <= BLOCK_ROWS:
+        return [read(octets) for read in readers]
+    columns: list[npt.NDArray[Any]] = []
+    for read in readers:
+        part = read(octets[:BLOCK_ROWS])
+        column = np.empty(n, dtype=part.dtype)
+        column[:BLOCK_ROWS] = part
+        columns.append(column)
+    for start in range(BLOCK_ROWS, n, BLOCK_ROWS):
+        block = octets[start:start + BLOCK_ROWS]
+        end = start + block.shape[0]
+        for column, read in zip(columns, readers, strict=True):
+            column[start:end] = read(block)
+    return columns
+
+
+# The unsigned word read in place for a bit field spanning 1, 2, 4 or 8 octets.
+_WORDS: dict[int, np.dtype[Any]] = {1: np.dtype(np.uint8), 2: np.dtype(">u2"),
+                                    4: np.dtype(">u4"), 8: np.dtype(">u8")}
+
+
+def _assemble(column: npt.NDArray[np.uint8]) -> npt.NDArray[Any] | None:
+    """The big-endian value of each row's octets in the smallest native unsigned word
+    that holds them (up to 8 octets; None for more)."""
+    octets = column.shape[1]
+    word = _WORDS.get(octets)
+    if word is not None:
+        view = _column_view(column, word)
+        return view.astype(word.newbyteorder("=")) if octets > 1 else view
+    if octets > 8:
+        return None
+    kind = np.dtype(np.uint32 if octets == 3 else np.uint64)
+    acc: npt.NDArray[Any] = column[:, 0].astype(kind)
+    for k in range(1, octets):
+        acc <<= 8
+        acc |= column[:, k]
+    return acc
+
+
+def _finish_bits(value: npt.NDArray[np.uint64], field: _Field) -> Array:
+    """A bit field's unsigned bits as its type: unsigned, two's complement, float32."""
+    if field.parameter.type == "signed":
+        signed = value.astype(np.int64)
+        sign = np.int64(1 << (field.parameter.bit_length - 1))
+        # sign - sign, not 2 * sign: 2**63 overflows int64 for a 63-bit field.
+        return np.where(signed >= sign, signed - sign - sign, signed)
+    if field.parameter.type == "float":
+        # A float32 off the octet grid (XTCE allows it; CTIM has one at bit 629):
+        # its 32 bits assembled as an integer, then read as the IEEE value.
+        return value.astype(np.uint32).view(np.float32)
+    return value
+
+
+def _polynomial(raw: Array, coefficients: tuple[float, ...]) -> Array:
+    """``numpy.polynomial.polynomial.polyval`` on the raw counts, bit for bit, with
+    Horner's scheme in place when that gives the same floats: integer counts (finite)
+    and finite coefficients with a non-zero leading one. polyval starts from
+    ``c[-1] + x * 0``, which is then exactly ``c[-1]``; each step is ``c[k] + y * x``,
+    done here as the same two IEEE operations (a product and a sum commute exactly)."""
+    c = np.array(coefficients, ndmin=1)
+    if c.dtype.kind in "biu":
+        c = c + 0.0
+    x = raw.astype(np.float64)
+    if raw.dtype.kind not in "biu" or c.dtype != np.float64 or c.shape[0] < 2 \
+            or c[-1] == 0 or not np.isfinite(c).all():
+        curve: Array = np.asarray(np.polynomial.polynomial.polyval(x, c))
+        return curve
+    if c.shape[0] == 2:  # linear: x itself is the work array
+        np.multiply(x, c[1], out=x)
+        np.add(x, c[0], out=x)
+        return x
+    y: npt.NDArray[np.float64] = np.multiply(x, c[-1])
+    for k in range(c.shape[0] - 2, -1, -1):
+        np.add(y, c[k], out=y)
+        if k:
+            np.multiply(y, x, out=y)
+    return y
+
+
 class PacketCodec:
     """Decode and encode batches of one packet type of one spacecraft."""
 
@@ -111,6 +260,12 @@ class PacketCodec:
         self.packet = packet
         self.name = packet.name
         self._fields = [] if packet.variable else [_plan(p) for p in packet.parameters]
+        # What decode reads from every packet: its sequence count, its CUC time if it
+        # has one, then every field's raw value.
+        self._readers: list[_Reader] = [_sequence_counts]
+        if packet.time == "cuc":
+            self._readers += [_cuc_coarse, _cuc_fine]
+        self._readers += [partial(self._extract_raw, field=f) for f in self._fields]
         self._layouts: dict[tuple[int, tuple[int, ...]], PacketCodec] = {}
         known = [p.name for p in packet.parameters]
         self._derived: list[tuple[str, Expression]] = []
@@ -127,24 +282,27 @@ class PacketCodec:
         if field.order is not None:  # whole octets, validated by the TMDB
             column = column[:, list(field.order)]
         if field.view_dtype is not None:
+            # Read in place through the rows' stride; the one copy is the result's.
+            values = _column_view(column, field.view_dtype)
             if field.view_dtype.kind in "SV":
-                return np.ascontiguousarray(column).view(field.view_dtype)[:, 0]
-            return np.ascontiguousarray(column).view(field.view_dtype)[:, 0].astype(
-                field.view_dtype.newbyteorder("="))
-        acc = np.zeros(octets.shape[0], dtype=np.uint64)
+                return values.copy()
+            return values.astype(field.view_dtype.newbyteorder("="))
+        word = _assemble(column)
+        if word is None:
+            return PacketCodec._extract_bits_wide(column, field)
+        # Shift and mask in the field's own word size, widened once at the end: the
+        # result is the uint64 column it has always been.
+        value = ((word >> field.shift) & field.mask).astype(np.uint64)
+        return _finish_bits(value, field)
+
+    @staticmethod
+    def _extract_bits_wide(column: npt.NDArray[np.uint8], field: _Field) -> Array:
+        """A bit field over more than 8 octets: assembled in a uint64 octet by octet."""
+        acc = np.zeros(column.shape[0], dtype=np.uint64)
         for k in range(field.octets):
             acc = (acc << np.uint64(8)) | column[:, k].astype(np.uint64)
         value = (acc >> np.uint64(field.shift)) & np.uint64(field.mask)
-        if field.parameter.type == "signed":
-            signed = value.astype(np.int64)
-            sign = np.int64(1 << (field.parameter.bit_length - 1))
-            # sign - sign, not 2 * sign: 2**63 overflows int64 for a 63-bit field.
-            return np.where(signed >= sign, signed - sign - sign, signed)
-        if field.parameter.type == "float":
-            # A float32 off the octet grid (XTCE allows it; CTIM has one at bit 629):
-            # its 32 bits assembled as an integer, then read as the IEEE value.
-            return value.astype(np.uint32).view(np.float32)
-        return value
+        return _finish_bits(value, field)
 
     def _calibrate(self, parameter: Parameter, raw: Array) -> Array:
         calibration = parameter.calibration
@@ -155,8 +313,7 @@ class PacketCodec:
         if parameter.type == "boolean":
             return np.asarray(raw != 0)
         if calibration.kind == "polynomial":
-            return np.asarray(np.polynomial.polynomial.polyval(raw.astype(np.float64),
-                                                               calibration.coefficients))
+            return _polynomial(raw, calibration.coefficients)
         if calibration.kind == "table":
             xs = np.array([x for x, _ in calibration.table])
             ys = np.array([y for _, y in calibration.table])
@@ -178,24 +335,21 @@ class PacketCodec:
             raise ValueError(f"{self.packet.name}: expected (n, {self.packet.length}) octets, "
                              f"got {octets.shape}")
         n = octets.shape[0]
-        if self.packet.time == "cuc":
-            time_octets = np.ascontiguousarray(octets[:, 6:12])
-            coarse = time_octets[:, :4].copy().view(">u4")[:, 0]
-            fine = time_octets[:, 4:6].copy().view(">u2")[:, 0]
-            times_ns = cuc_to_unix_ns(coarse, fine)
-        elif receive_ns is not None:
-            times_ns = receive_ns.astype(np.int64)
-        else:
-            times_ns = np.zeros(n, dtype=np.int64)
-        sequence_counts = (np.ascontiguousarray(octets[:, 2:4]).view(">u2")[:, 0]
-                           & 0x3FFF).astype(np.uint16)
         raw: dict[str, Array] = {}
         values: dict[str, Array] = {}
         # A signalling NaN in a float32 field is quiet once widened: numpy's "invalid"
         # warning says nothing about the telemetry, so it is not raised per batch.
         with np.errstate(invalid="ignore"):
-            for field in self._fields:
-                column = self._extract_raw(octets, field)
+            columns = _read_columns(octets, self._readers)
+            sequence_counts: npt.NDArray[np.uint16] = columns[0]
+            if self.packet.time == "cuc":
+                times_ns = cuc_to_unix_ns(columns[1], columns[2])
+            elif receive_ns is not None:
+                times_ns = receive_ns.astype(np.int64)
+            else:
+                times_ns = np.zeros(n, dtype=np.int64)
+            first_field = len(self._readers) - len(self._fields)
+            for field, column in zip(self._fields, columns[first_field:], strict=True):
                 raw[field.parameter.name] = column
                 values[field.parameter.name] = self._calibrate(field.parameter, column)
         # Derived parameters, in order: each may use the ones before it.
@@ -204,40 +358,45 @@ class PacketCodec:
         return DecodedBatch(self.spacecraft, self.packet, times_ns, sequence_counts,
                             values, raw)
 
-    def decode_packets(self, packets: list[bytes],
+    def decode_packets(self, packets: Packets,
                        receive_ns: npt.NDArray[np.int64] | None = None) -> DecodedBatch:
-        octets = np.frombuffer(b"".join(packets), dtype=np.uint8).reshape(
-            len(packets), self.packet.length)
+        """Decode whole packets of this type: one ``bytes`` each, or already an ``(n,
+        length)`` octet matrix (``SplitResult.octets``), decoded where it lies."""
+        if isinstance(packets, np.ndarray):
+            # The same shape: a view, no copy. Another width fails as the join would.
+            octets = packets.reshape(packets.shape[0], self.packet.length)
+        else:
+            octets = np.frombuffer(b"".join(packets), dtype=np.uint8).reshape(
+                len(packets), self.packet.length)
         return self.decode(octets, receive_ns)
 
-    def decode_groups(self, packets: list[bytes], receive_ns: npt.NDArray[np.int64]
+    def decode_groups(self, packets: Packets, receive_ns: npt.NDArray[np.int64]
                       ) -> tuple[list[tuple[DecodedBatch, npt.NDArray[np.intp]]], int]:
         """Decode packets of this type, fixed or variable in length.
 
-        Returns one batch per concrete layout with the indices of its packets in
-        ``packets``, and how many packets fit no layout (``bad_layout``). A fixed
-        packet type gives one batch of all of them.
+        ``packets`` is one ``bytes`` per packet, or an ``(n, length)`` octet matrix of
+        packets of one length (as the numpy cut of ``split_packets`` gives them): the
+        batches are the same. Returns one batch per concrete layout with the indices of
+        its packets in ``packets``, and how many packets fit no layout (``bad_layout``).
+        A fixed packet type gives one batch of all of them.
         """
         if not self.packet.variable and not self.packet.tail_skipped:
             return [(self.decode_packets(packets, receive_ns), np.arange(len(packets)))], 0
+        sizes = _sizes(packets)
         if not self.packet.variable:
             # Packets may run past the described fields: those at least ``length`` long
             # are decoded from their first ``length`` octets, shorter ones are misfits.
             length = self.packet.length
-            rows = np.flatnonzero(np.fromiter((len(p) >= length for p in packets),
-                                              dtype=bool, count=len(packets)))
+            rows = np.flatnonzero(sizes >= length)
             if not rows.size:
                 return [], len(packets)
-            batch = self.decode_packets([packets[i][:length] for i in rows.tolist()],
-                                        receive_ns[rows])
+            batch = self.decode(_stack(packets, rows, length), receive_ns[rows])
             return [(batch, rows)], len(packets) - int(rows.size)
-        sizes = np.fromiter((len(p) for p in packets), dtype=np.int64, count=len(packets))
         out: list[tuple[DecodedBatch, npt.NDArray[np.intp]]] = []
         bad = 0
         for length in np.unique(sizes).tolist():
             rows = np.flatnonzero(sizes == length)
-            octets = np.frombuffer(b"".join(packets[i] for i in rows.tolist()),
-                                   dtype=np.uint8).reshape(rows.size, length)
+            octets = _stack(packets, rows, length)
             groups, misfits = resolve_layouts(self.packet, octets)
             bad += int(misfits.size)
             for counts, members in groups:
@@ -399,16 +558,15 @@ class SelectCodec:
         self._head = max((f.first + f.octets for conditions in self._conditions
                           for f, _ in conditions), default=PRIMARY_HEADER_LENGTH)
 
-    def decode_groups(self, packets: list[bytes], receive_ns: npt.NDArray[np.int64]
+    def decode_groups(self, packets: Packets, receive_ns: npt.NDArray[np.int64]
                       ) -> tuple[list[tuple[DecodedBatch, npt.NDArray[np.intp]]], int]:
+        """As :meth:`PacketCodec.decode_groups`, each packet decoded by its type."""
         n = len(packets)
-        sizes = np.fromiter((len(p) for p in packets), dtype=np.int64, count=n)
+        sizes = _sizes(packets)
         long_enough = np.flatnonzero(sizes >= self._head)
         head = np.zeros((n, self._head), dtype=np.uint8)
         if long_enough.size:
-            head[long_enough] = np.frombuffer(
-                b"".join(packets[i][:self._head] for i in long_enough.tolist()),
-                dtype=np.uint8).reshape(long_enough.size, self._head)
+            head[long_enough] = _stack(packets, long_enough, self._head)
         choice = np.full(n, -1, dtype=np.int64)
         for index, (codec, conditions) in enumerate(zip(self.codecs, self._conditions,
                                                         strict=True)):
@@ -426,8 +584,7 @@ class SelectCodec:
             rows = np.flatnonzero(choice == index)
             if not rows.size:
                 continue
-            groups, misfits = codec.decode_groups([packets[i] for i in rows.tolist()],
-                                                  receive_ns[rows])
+            groups, misfits = codec.decode_groups(_take(packets, rows), receive_ns[rows])
             bad += misfits
             out.extend((batch, rows[members]) for batch, members in groups)
         return out, bad

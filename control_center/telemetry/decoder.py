@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from control_center.telemetry.codec import PacketCodec, SelectCodec
-from control_center.telemetry.packets import split_packets
+from control_center.telemetry.codec import PacketCodec, Packets, SelectCodec
+from control_center.telemetry.packets import rows_as_bytes, split_packets
 from control_center.telemetry.records import DecodedBatch, RawMessage
 from control_center.telemetry.tmdb import Tmdb
 
@@ -40,11 +41,64 @@ class IngestStats:
 
 @dataclass(slots=True)
 class _Pending:
-    packets: list[bytes] = field(default_factory=list)
-    receive_ns: list[int] = field(default_factory=list)
-    ordinals: list[int] = field(default_factory=list)  # place among its message's packets
+    """Packets of one batch slot waiting to be decoded, as they came from each message:
+    an ``(n, length)`` octet matrix when the split's numpy cut took the message (no
+    ``bytes`` object per packet), else one ``bytes`` per packet."""
+
+    chunks: list[Packets] = field(default_factory=list)
+    receive_ns: list[int] = field(default_factory=list)  # per chunk: its message's
+    first_ordinals: list[int] = field(default_factory=list)  # per chunk: its first ordinal
+    count: int = 0  # packets in all chunks
     since: float = 0.0
     first_seq: int = 0  # the message the oldest waiting packet came from
+
+    def add(self, packets: Packets, receive_ns: int, first_ordinal: int) -> None:
+        self.chunks.append(packets)
+        self.receive_ns.append(receive_ns)
+        self.first_ordinals.append(first_ordinal)
+        self.count += len(packets)
+
+    def clear(self) -> None:
+        self.chunks, self.receive_ns, self.first_ordinals, self.count = [], [], [], 0
+
+    def receive_times(self) -> npt.NDArray[np.int64]:
+        """Every packet's receive time: its message's."""
+        return np.repeat(np.asarray(self.receive_ns, dtype=np.int64), self._sizes())
+
+    def ordinals(self) -> npt.NDArray[np.int64]:
+        """Every packet's place among its message's packets (numbered on per chunk)."""
+        sizes = self._sizes()
+        chunk_starts = np.cumsum(sizes) - sizes
+        shift = np.asarray(self.first_ordinals, dtype=np.int64) - chunk_starts
+        return np.repeat(shift, sizes) + np.arange(self.count, dtype=np.int64)
+
+    def packets(self) -> Packets:
+        """All the waiting packets in order: one octet matrix when they are all of one
+        length and some came as a matrix, else one ``bytes`` each (as they came)."""
+        if all(isinstance(c, list) for c in self.chunks):
+            return [p for chunk in self.chunks for p in chunk]
+        widths: set[int] = set()
+        for chunk in self.chunks:
+            if isinstance(chunk, np.ndarray):
+                widths.add(chunk.shape[1])
+            else:
+                widths.update(len(p) for p in chunk)
+        if len(widths) == 1:
+            width = widths.pop()
+            matrices = [c if isinstance(c, np.ndarray) else np.frombuffer(
+                b"".join(c), dtype=np.uint8).reshape(len(c), width) for c in self.chunks]
+            return matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+        return [p for c in self.chunks
+                for p in (rows_as_bytes(c) if isinstance(c, np.ndarray) else c)]
+
+    def _sizes(self) -> npt.NDArray[np.int64]:
+        return np.fromiter((len(c) for c in self.chunks), dtype=np.int64,
+                           count=len(self.chunks))
+
+
+def _octets_of(packets: Packets) -> bytes:
+    """The packets back to back, as they were received."""
+    return packets.tobytes() if isinstance(packets, np.ndarray) else b"".join(packets)
 
 
 # Point identity (docs/contracts.md, "InfluxDB contract"). InfluxDB keeps one point per
@@ -142,12 +196,15 @@ class Decoder:
         for kind, count in result.errors.items():
             self.count_error(kind, count, f"{message.spacecraft} via {message.link}")
         moment = time.monotonic() if now is None else now
-        for apid, packets in result.by_apid.items():
+        # The numpy cut's octet matrices when it took the message: decoded where they lie.
+        split: dict[int, Packets] = dict(result.matrices) if result.matrices is not None \
+            else dict(result.by_apid)
+        for apid, packets in split.items():
             key = (message.spacecraft, apid, message.source, message.pass_id, message.shift_ns)
             pending = self._pending.get(key)
             if pending is None:
                 pending = self._pending[key] = _Pending(since=moment, first_seq=seq)
-            elif not pending.packets:
+            elif not pending.count:
                 pending.since = moment
                 pending.first_seq = seq
             # Packets of one receive time are numbered on, so a file imported in
@@ -160,37 +217,36 @@ class Decoder:
             self._units[key] = (message.receive_ns, first + len(packets))
             if len(self._units) > 4096:  # replays come and go: keep the most recent
                 del self._units[next(iter(self._units))]
-            pending.packets.extend(packets)
-            pending.receive_ns.extend([message.receive_ns] * len(packets))
-            pending.ordinals.extend(range(first, first + len(packets)))
+            pending.add(packets, message.receive_ns, first)
 
     def take(self, *, now: float | None = None, force: bool = False) -> list[DecodedBatch]:
         """Decode and return every batch that is full, old enough, or all with ``force``."""
         moment = time.monotonic() if now is None else now
         batches: list[DecodedBatch] = []
         for (spacecraft, apid, source, pass_id, shift_ns), pending in self._pending.items():
-            if not pending.packets:
+            if not pending.count:
                 continue
-            if not force and len(pending.packets) < self.batch_packets \
+            if not force and pending.count < self.batch_packets \
                     and moment - pending.since < self.batch_interval:
                 continue
             codec = self._codecs[spacecraft][apid]
+            packets = pending.packets()
+            receive_ns = pending.receive_times()
+            all_ordinals = pending.ordinals()
             # At most max_batch packets a batch: a backlog taken in at once must not
             # become one million-line write (InfluxDB times those out).
-            for start in range(0, len(pending.packets), self.max_batch):
+            for start in range(0, pending.count, self.max_batch):
                 chunk = slice(start, start + self.max_batch)
-                ordinals = np.asarray(pending.ordinals[chunk], dtype=np.int64)
+                ordinals = all_ordinals[chunk]
                 try:
-                    groups, misfits = codec.decode_groups(
-                        pending.packets[chunk],
-                        np.asarray(pending.receive_ns[chunk], dtype=np.int64))
+                    groups, misfits = codec.decode_groups(packets[chunk], receive_ns[chunk])
                 except Exception as exc:
                     # A defect, never a reason to stop: these packets go to the
                     # dead-letter store (the service takes ``failed``) and are counted.
-                    self.count_error("decode_failure", len(pending.packets[chunk]),
+                    self.count_error("decode_failure", len(packets[chunk]),
                                      f"{spacecraft} {codec.name}: {exc!r}")
                     self.failed.append((spacecraft, f"decode failed: {exc!r}",
-                                        b"".join(pending.packets[chunk])))
+                                        _octets_of(packets[chunk])))
                     continue
                 if misfits:
                     self.count_error("bad_layout", misfits,
@@ -201,11 +257,9 @@ class Decoder:
                     batch = self._finish(decoded, ordinals[rows], shift_ns, source, pass_id)
                     if batch is not None:
                         batches.append(batch)
-            pending.packets = []
-            pending.receive_ns = []
-            pending.ordinals = []
+            pending.clear()
         # Replays come and go: forget their emptied batch slots.
-        for key in [k for k, p in self._pending.items() if not p.packets and k[2] != "live"]:
+        for key in [k for k, p in self._pending.items() if not p.count and k[2] != "live"]:
             del self._pending[key]
         return batches
 
@@ -235,8 +289,8 @@ class Decoder:
 
     def oldest_seq(self) -> int | None:
         """The sequence number of the oldest message with packets still waiting."""
-        return min((p.first_seq for p in self._pending.values() if p.packets), default=None)
+        return min((p.first_seq for p in self._pending.values() if p.count), default=None)
 
     @property
     def waiting(self) -> int:
-        return sum(len(p.packets) for p in self._pending.values())
+        return sum(p.count for p in self._pending.values())

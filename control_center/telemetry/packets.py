@@ -166,17 +166,75 @@ def build_packet(apid: int, sequence_count: int, body: bytes, *, time: CucTime |
     return packet
 
 
-@dataclass(slots=True)
-class SplitResult:
-    """Packets found in a buffer, by APID, and what could not be used."""
+Octets = npt.NDArray[np.uint8]
 
-    by_apid: dict[int, list[bytes]]
-    errors: Counter[str]
-    idle: int = 0
+
+class SplitResult:
+    """Packets found in a buffer, by APID, and what could not be used.
+
+    When the numpy cut took the buffer, ``matrices`` holds each APID's packets as one
+    ``(n, length)`` octet matrix (a view of the buffer when every packet was kept), in
+    the order the APIDs first appear; the batch decoder reads those directly, with no
+    ``bytes`` object per packet. ``by_apid`` (one ``bytes`` per packet) is then built from
+    them on first use, for the callers that want packets one by one. Either way the two
+    hold the same packets, and two results compare equal when their packets, errors and
+    idle counts are equal, whichever path cut them.
+    """
+
+    __slots__ = ("_by_apid", "errors", "idle", "matrices")
+
+    def __init__(self, by_apid: dict[int, list[bytes]] | None, errors: Counter[str],
+                 idle: int = 0, *, matrices: dict[int, Octets] | None = None) -> None:
+        if by_apid is None and matrices is None:
+            raise ValueError("a split result needs its packets as bytes or as matrices")
+        self._by_apid = by_apid
+        self.errors = errors
+        self.idle = idle
+        self.matrices = matrices
+
+    @property
+    def by_apid(self) -> dict[int, list[bytes]]:
+        if self._by_apid is None:
+            assert self.matrices is not None  # __init__ holds one of them
+            self._by_apid = {apid: rows_as_bytes(matrix)
+                             for apid, matrix in self.matrices.items()}
+        return self._by_apid
+
+    def octets(self, apid: int) -> Octets | None:
+        """The packets of ``apid`` as one ``(n, length)`` octet matrix, or None when it
+        has none here or packets of several lengths (a variable-length type)."""
+        if self.matrices is not None:
+            return self.matrices.get(apid)
+        packets = self.by_apid.get(apid)
+        if not packets or len({len(p) for p in packets}) != 1:
+            return None
+        return np.frombuffer(b"".join(packets), dtype=np.uint8).reshape(
+            len(packets), len(packets[0]))
 
     @property
     def count(self) -> int:
+        if self.matrices is not None:
+            return sum(m.shape[0] for m in self.matrices.values())
         return sum(len(v) for v in self.by_apid.values())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SplitResult):
+            return NotImplemented
+        return (self.by_apid, self.errors, self.idle) == (other.by_apid, other.errors,
+                                                           other.idle)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return f"SplitResult(by_apid={self.by_apid!r}, errors={self.errors!r}, " \
+            f"idle={self.idle!r})"
+
+
+def rows_as_bytes(matrix: Octets) -> list[bytes]:
+    """One ``bytes`` per row of an octet matrix."""
+    length = matrix.shape[1]  # at least 7: a primary header and one data octet
+    data = matrix.tobytes()
+    return [data[s:s + length] for s in range(0, len(data), length)]
 
 
 def split_packets(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),
@@ -210,23 +268,38 @@ def split_packets(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),
 # Below this many packets the numpy set-up costs more than the walk saves.
 _FAST_MIN_PACKETS = 16
 _CRC_TABLE = np.array([crc16(bytes([i]), 0) for i in range(256)], dtype=np.uint16)
+_CRC_BLOCK_ROWS = 16384
 
 
 def _crc_rows(octets: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]:
-    """CRC-16-CCITT (initial 0xFFFF) of every row, table-driven over the columns."""
-    columns = np.ascontiguousarray(octets.T)  # one contiguous run per column
-    crc = np.full(octets.shape[0], 0xFFFF, dtype=np.uint16)
+    """CRC-16-CCITT (initial 0xFFFF) of every row, table-driven over the columns, a block
+    of rows at a time (its columns, and the work arrays, stay in the CPU cache)."""
+    n = octets.shape[0]
+    out = np.empty(n, dtype=np.uint16)
+    high = np.empty(min(n, _CRC_BLOCK_ROWS), dtype=np.uint16)
+    looked_up = np.empty_like(high)
     table = _CRC_TABLE
-    for column in columns:
-        # uint16 arithmetic drops the bits shifted out; (crc >> 8) ^ octet stays < 256.
-        crc = (crc << 8) ^ table[(crc >> 8) ^ column]
-    return crc
+    for start in range(0, n, _CRC_BLOCK_ROWS):
+        columns = np.ascontiguousarray(octets[start:start + _CRC_BLOCK_ROWS].T)
+        rows = columns.shape[1]
+        crc = np.full(rows, 0xFFFF, dtype=np.uint16)
+        index, entry = high[:rows], looked_up[:rows]
+        for column in columns:
+            # crc = (crc << 8) ^ table[(crc >> 8) ^ octet], in place: uint16 arithmetic
+            # drops the bits shifted out; (crc >> 8) ^ octet stays < 256.
+            np.right_shift(crc, 8, out=index)
+            np.bitwise_xor(index, column, out=index)
+            np.take(table, index, out=entry)
+            np.left_shift(crc, 8, out=crc)
+            np.bitwise_xor(crc, entry, out=crc)
+        out[start:start + rows] = crc
+    return out
 
 
 def _split_uniform(buffer: bytes, check_crc: frozenset[int], lengths: dict[int, int] | None,
                    minimum: int = _FAST_MIN_PACKETS, version: int = 0) -> SplitResult | None:
     """The numpy cut of a buffer of at least ``minimum`` same-length packets, or None
-    if it is not one."""
+    if it is not one. Its packets stay in octet matrices (``SplitResult.matrices``)."""
     end = len(buffer)
     if end < PRIMARY_HEADER_LENGTH:
         return None
@@ -235,33 +308,41 @@ def _split_uniform(buffer: bytes, check_crc: frozenset[int], lengths: dict[int, 
     n, rest = divmod(end, total)
     if rest or n < max(minimum, 1):
         return None
-    if not isinstance(buffer, bytes):  # slices of the result must be bytes
+    if not isinstance(buffer, bytes):  # the matrices must not follow later changes
         buffer = bytes(buffer)
     matrix = np.frombuffer(buffer, dtype=np.uint8).reshape(n, total)
-    words = np.ascontiguousarray(matrix[:, :PRIMARY_HEADER_LENGTH]).view(">u2")
+    # The three header words of every packet, read in place (no copy of the column).
+    words = np.ndarray((n, 3), dtype=">u2", buffer=buffer, strides=(total, 2))
     # Every header must declare the same length; else the walk decides where the
     # trouble starts and what is kept before it.
     if np.any(words[:, 2] != length_field):
         return None
-    apids = (words[:, 0] & IDLE_APID).astype(np.int64)
+    first_word = words[:, 0].astype(np.uint16)
+    apids = first_word & IDLE_APID
     errors: Counter[str] = Counter()
     # A version other than 0 (CCSDS 133.0-B-2 §4.1.3.2) spoils that packet only: its
     # length still says where the next one starts. Either packet type is taken.
-    version_ok = (words[:, 0] >> 13) == version
-    bad_headers = n - int(np.count_nonzero(version_ok))
-    if bad_headers:
-        errors["bad_header"] = bad_headers
+    version_ok = (first_word >> 13) == version
+    good_headers = int(np.count_nonzero(version_ok))
+    if good_headers != n:
+        errors["bad_header"] = n - good_headers
     keep = version_ok & (apids != IDLE_APID)
-    idle = int(np.count_nonzero(version_ok)) - int(np.count_nonzero(keep))
-    present = np.unique(apids[keep]).tolist()
+    kept_count = int(np.count_nonzero(keep))
+    idle = good_headers - kept_count
+    one_apid = bool((apids == apids[0]).all())  # one APID per message, a file of one type
+    if one_apid:
+        present = [int(apids[0])] if kept_count else []
+    else:
+        present = np.unique(apids[keep]).tolist()
     if lengths is not None:
         for apid in present:
             expected = lengths.get(apid)
             if expected is None or expected not in (0, total):  # 0: variable length
                 selected = keep & (apids == apid)
-                errors["unknown_apid" if expected is None else "wrong_length"] += \
-                    int(np.count_nonzero(selected))
+                dropped = int(np.count_nonzero(selected))
+                errors["unknown_apid" if expected is None else "wrong_length"] += dropped
                 keep &= ~selected
+                kept_count -= dropped
     checked = [apid for apid in present if apid in check_crc and keep[apids == apid].any()]
     if checked:
         rows = keep & np.isin(apids, checked)
@@ -273,17 +354,22 @@ def _split_uniform(buffer: bytes, check_crc: frozenset[int], lengths: dict[int, 
         if bad.size:
             errors["bad_crc"] += int(bad.size)
             keep[bad] = False
-    by_apid: dict[int, list[bytes]] = {}
-    kept = apids[keep]
-    starts = np.flatnonzero(keep) * total
-    if kept.size and (kept == kept[0]).all():
-        by_apid[int(kept[0])] = [buffer[s:s + total] for s in starts.tolist()]
+            kept_count -= int(bad.size)
+    matrices: dict[int, Octets] = {}
+    if one_apid and kept_count == n:  # every packet kept: the buffer itself, no copy
+        matrices[int(apids[0])] = matrix
+    elif one_apid:
+        if kept_count:
+            matrices[int(apids[0])] = matrix[keep]
     else:
-        # Stable order of first appearance, as the walk fills its dict.
-        order = np.unique(kept, return_index=True)
-        for apid in order[0][np.argsort(order[1])].tolist():
-            by_apid[apid] = [buffer[s:s + total] for s in starts[kept == apid].tolist()]
-    return SplitResult(by_apid, errors, idle)
+        kept = apids[keep]
+        if kept.size:
+            # Stable order of first appearance, as the walk fills its dict.
+            order = np.unique(kept, return_index=True)
+            rows_kept = np.flatnonzero(keep)
+            for apid in order[0][np.argsort(order[1])].tolist():
+                matrices[apid] = matrix[rows_kept[kept == apid]]
+    return SplitResult(None, errors, idle, matrices=matrices)
 
 
 def _split_slow(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),

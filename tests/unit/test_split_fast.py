@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from control_center.telemetry import packets as packets_module
 from control_center.telemetry.packets import (
     IDLE_APID,
     SplitResult,
+    _crc_rows,
     _split_slow,
     _split_uniform,
     build_packet,
@@ -170,3 +174,18 @@ def test_non_bytes_buffer_gives_bytes() -> None:
     result = split_packets(bytearray(buffer), check_crc=CHECKED, lengths=KNOWN)  # type: ignore[arg-type]
     assert result.by_apid == _split_slow(buffer, check_crc=CHECKED, lengths=KNOWN).by_apid
     assert all(type(p) is bytes for p in result.by_apid[0x101])
+
+
+def test_crc_checked_a_block_of_rows_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy CRC runs over blocks of rows: every row's CRC is its own, whatever
+    block it falls in (blocks of 7 rows here, the last one short)."""
+    monkeypatch.setattr(packets_module, "_CRC_BLOCK_ROWS", 7)
+    rng = random.Random(9)
+    corrupt = [rng.random() < 0.2 for _ in range(100)]
+    buffer = b"".join(packet(0x101, 40, i, corrupt=c) for i, c in enumerate(corrupt))
+    FAST_HITS.clear()
+    result = assert_same(buffer)
+    assert len(FAST_HITS) == 1
+    assert result.errors == {"bad_crc": sum(corrupt)}
+    rows = np.frombuffer(buffer, dtype=np.uint8).reshape(100, 40)
+    assert _crc_rows(rows[:, :-2]).tolist() == [crc16(bytes(r[:-2])) for r in rows]
