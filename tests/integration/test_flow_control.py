@@ -119,4 +119,5 @@ def test_an_ingest_resumes_a_session_holding_more_than_it_reads_at_once(
     finally:
         mosquitto.stop()
     assert count_points(influxd, database, "lander_nav") == count
-    assert not ingest.stats.errors
+    # Only the live parameter stream (QoS 0, bounded, shed under load) may have dropped.
+    assert not {k: v for k, v in ingest.stats.errors.items() if k != "publish_dropped"}
