@@ -213,6 +213,10 @@ def _assemble(column: npt.NDArray[np.uint8]) -> npt.NDArray[Any] | None:
 def _finish_bits(value: npt.NDArray[np.uint64], field: _Field) -> Array:
     """A bit field's unsigned bits as its type: unsigned, two's complement, float32."""
     if field.parameter.type == "signed":
+        if field.parameter.bit_length == 64:
+            # Its sign bit, 2**63, is no int64: the bits are the two's complement value
+            # (a 64-bit signed field in a digit byte order, "78563412", never decoded).
+            return value.view(np.int64)
         signed = value.astype(np.int64)
         sign = np.int64(1 << (field.parameter.bit_length - 1))
         # sign - sign, not 2 * sign: 2**63 overflows int64 for a 63-bit field.
@@ -671,6 +675,12 @@ def resolve_layouts(packet: PacketDef, octets: npt.NDArray[np.uint8]
                 next_groups.append((rows, (*counts, count), start + room, places))
             else:
                 counter = next(q for q in items[:position] if q.name == item.array)
+                if places[counter.name] + counter.bit_length > length * 8:
+                    # The packet ends before its size counter: a misfit, not a reason
+                    # to fail the whole batch (it once raised IndexError, and every
+                    # packet of the APID went to the dead letters).
+                    bad.append(rows)
+                    continue
                 values = _read_unsigned(octets[rows], counter, places[counter.name])
                 for value in np.unique(values).tolist():
                     subset = rows[values == value]
