@@ -5,9 +5,11 @@ SIGTERM) as the way a long-running command is asked to stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -26,6 +28,16 @@ class LiveText:
         self.out.write(text + "\n")
         self.out.flush()
         self._lines = text.count("\n") + 1
+
+
+    async def refresh(self, render: Callable[[], str], stop: asyncio.Event) -> None:
+        """Show ``render()`` every second (every 5 s where the text cannot be redrawn in
+        place) until ``stop``; the last one below the shutdown log lines, not over them."""
+        period = 1.0 if self.redraw else 5.0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+            self.show(render(), fresh=stop.is_set())
 
 
 class Progress:

@@ -338,11 +338,7 @@ class NetworkStatus:
         return lines
 
     async def run(self, stop: asyncio.Event) -> None:
-        period = 1.0 if self.view.redraw else 5.0
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), period)
-            self.view.show("\n".join(self.render()), fresh=stop.is_set())
+        await self.view.refresh(lambda: "\n".join(self.render()), stop)
 
 
 async def run_network(base: Config, network: Network, runs: list[SiteRun], *,

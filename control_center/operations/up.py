@@ -177,15 +177,7 @@ class StatusDisplay:
         return lines
 
     async def run(self, stop: asyncio.Event) -> None:
-        period = 1.0 if self.view.redraw else 5.0
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), period)
-            # The last status goes below the shutdown log lines, not over them.
-            self.draw(fresh=stop.is_set())
-
-    def draw(self, *, fresh: bool = False) -> None:
-        self.view.show("\n".join(self.render()), fresh=fresh)
+        await self.view.refresh(lambda: "\n".join(self.render()), stop)
 
 
 @dataclass(frozen=True, slots=True)
