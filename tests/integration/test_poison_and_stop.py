@@ -104,6 +104,12 @@ def test_a_clean_stop_keeps_the_subscription(
                 await client.publish(raw_topic("lander"), payload, qos=1)
         async with running_ingest(config, tmdbs) as second:
             await wait_for_async(lambda: second.stats.packets["lander"] >= 80 * PER_MESSAGE)
+            # Redelivered messages count among the decoded ones: run until every packet
+            # is in InfluxDB, not until 80 messages were decoded (else the last few new
+            # ones could still wait at the broker when this ingest stops).
+            await wait_for_async(
+                lambda: count_points(influxd, database, "lander_nav") >= 100 * PER_MESSAGE,
+                20, "every packet in InfluxDB")
         return second
 
     second = asyncio.run(scenario())
