@@ -53,6 +53,11 @@ class DecodeStore:
         self._seq = 0  # messages taken so far
         self._unacked: deque[tuple[int, Callable[[], None]]] = deque()
 
+    @property
+    def unacknowledged(self) -> int:
+        """Messages taken and not acknowledged yet (their packets not yet stored)."""
+        return len(self._unacked)
+
     def stored(self, seq: int) -> None:
         """Every message up to ``seq`` is stored or spooled: acknowledge them, in order
         (the writer's ``on_stored``)."""

@@ -103,6 +103,9 @@ class IngestService:
         self.decoder = Decoder(tmdbs, batch_packets=config.ingest.batch_packets,
                                batch_interval=config.ingest.batch_interval, stats=self.stats)
         self.writer: InfluxWriter | None = None  # while running
+        # After a stop: whether InfluxDB took the last writes within drain_limit (if
+        # not, their messages stay unacknowledged and the broker sends them again).
+        self.drained: bool | None = None
         self._drain_limit = drain_limit
         # The sources' messages, each with its acknowledgement, for the decoder.
         self._queue: Intake = asyncio.Queue(config.ingest.queue_messages)
@@ -193,7 +196,7 @@ class IngestService:
             await decoder
             if alarms is not None:
                 await alarms  # the monitor's verdict on the last batches
-            drained = await writer.drained(self._drain_limit)
+            drained = self.drained = await writer.drained(self._drain_limit)
             if not drained:
                 log.warning("InfluxDB did not take the last writes within %.0f s; the "
                             "broker will send the unacknowledged telemetry again",

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import subprocess
+import warnings
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -87,12 +89,12 @@ def test_a_poison_message_is_quarantined_and_the_ingest_goes_on(
 
 def test_a_clean_stop_keeps_the_subscription(
         config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str,
-        tmp_path: Path) -> None:
+        caplog: pytest.LogCaptureFixture) -> None:
     """Published while the ingest is stopped (cleanly, as SIGTERM does): stored once it
     is back. Before the fix a clean stop unsubscribed and 0 of them were stored."""
     messages = lander_nav_messages(tmdbs[0], 100, PER_MESSAGE)
 
-    async def scenario() -> IngestService:
+    async def scenario() -> tuple[IngestService, IngestService]:
         async with make_client(config.mqtt, "test-stop-publisher") as client:
             async with running_ingest(config, tmdbs) as first:
                 for payload in messages[:20]:
@@ -104,21 +106,33 @@ def test_a_clean_stop_keeps_the_subscription(
                 await client.publish(raw_topic("lander"), payload, qos=1)
         async with running_ingest(config, tmdbs) as second:
             await wait_for_async(lambda: second.stats.packets["lander"] >= 80 * PER_MESSAGE)
-            # Redelivered messages count among the decoded ones: run until every packet
-            # is in InfluxDB, not until 80 messages were decoded (else the last few new
-            # ones could still wait at the broker when this ingest stops).
+            # Run until every packet is in InfluxDB, not until 80 messages were decoded:
+            # were one of the first 20 delivered again, the last new one could still
+            # wait at the broker when this ingest stops.
             await wait_for_async(
                 lambda: count_points(influxd, database, "lander_nav") >= 100 * PER_MESSAGE,
                 20, "every packet in InfluxDB")
-        return second
+        return first, second
 
-    second = asyncio.run(scenario())
-    # Every message published while it was down reached the second ingest. A few of the
-    # first 20 may come again (once in CI, on a loaded machine, 3 did: their
-    # acknowledgements had not reached the broker when the first ingest left; cause not
-    # found, docs/operating.md); delivered twice, they are one point each all the same.
-    assert 80 * PER_MESSAGE <= second.stats.packets["lander"] <= 100 * PER_MESSAGE
+    with caplog.at_level(logging.WARNING, logger="isls"):
+        first, second = asyncio.run(scenario())
+    # The first ingest stored all it took, acknowledged it and had the broker confirm
+    # the acknowledgements before it left (the round trip of
+    # MqttReader._confirm_acknowledgements).
+    assert first.drained is True
+    assert first.decode_store.unacknowledged == 0
+    assert first.reader.acknowledgements_confirmed
     assert count_points(influxd, database, "lander_nav") == 100 * PER_MESSAGE
+    redelivered = second.stats.packets["lander"] - 80 * PER_MESSAGE
+    assert 0 <= redelivered <= 20 * PER_MESSAGE
+    if redelivered:
+        # Seen twice in CI before the confirmation round trip (3 and 5 of the first 20
+        # messages, on a loaded machine), never locally: stored once all the same (point
+        # identity), but a defect. Reported, with what the ingests logged, so that a
+        # CI log names its cause if the round trip did not cure it (docs/operating.md).
+        warnings.warn(f"{redelivered // PER_MESSAGE} of the first ingest's stored messages "
+                      f"came again; logged: {[r.getMessage() for r in caplog.records]}",
+                      stacklevel=1)
 
 
 def test_a_topic_never_writes_outside_the_archive(
