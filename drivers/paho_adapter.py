@@ -174,6 +174,12 @@ class GatedClient(aiomqtt.Client):
         """Subscribed, and a reader takes messages: hold to ``read_limit`` from now on."""
         self.armed = True
 
+    def release(self) -> None:
+        """Leaving: read the socket freely again (what comes now is not taken, and stays
+        unacknowledged), so that an answer the client waits for can be read."""
+        self.armed = False
+        self._resume()
+
     def taken(self) -> None:
         """The reader took a message: read the socket again once half the limit waits."""
         if not self._reading and self._queue.qsize() <= self.read_limit // 2:

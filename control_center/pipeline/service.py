@@ -202,8 +202,13 @@ class IngestService:
                             "broker will send the unacknowledged telemetry again",
                             self._drain_limit)
             stop_reading.set()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await asyncio.wait_for(reader, 5)
+            except asyncio.CancelledError:
+                pass
+            except TimeoutError:
+                log.warning("the MQTT session did not close within 5 s; left to the "
+                            "broker's keepalive")
             health_stop.set()
             await health
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
