@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from control_center.errors import IslsError
 
 FILE_MAGIC = b"ISLSARC1"
@@ -441,6 +443,52 @@ class ArchiveWriter:
 
 
 def _count_packets(info: PassInfo, last_sequence: dict[int, int], payload: bytes) -> None:
+    """The message's packets and sequence-count gaps, added to the pass's figures."""
+    if not _count_uniform(info, last_sequence, payload):
+        _count_one_by_one(info, last_sequence, payload)
+
+
+# Below this many packets a message is counted packet by packet (numpy's set-up costs
+# more than the loop).
+_UNIFORM_MIN_PACKETS = 64
+
+
+def _count_uniform(info: PassInfo, last_sequence: dict[int, int], payload: bytes) -> bool:
+    """The common case in one go: a message of packets that all have the first one's
+    length (a simulator's or a frame's burst of one packet type). False, and nothing
+    counted, for anything else. Same figures as :func:`_count_one_by_one` (the loop
+    cost about 0.5 us a packet, 3 % of the ingest at 600,000 values/s, profiled; 40 us
+    against 330 us for a 706-packet message; below 64 packets the loop is faster)."""
+    end = len(payload)
+    if end < 6:
+        return False
+    size = int.from_bytes(payload[4:6], "big") + 7
+    n = end // size
+    if n < _UNIFORM_MIN_PACKETS or n * size != end:
+        return False
+    rows = np.frombuffer(payload, dtype=np.uint8).reshape(n, size)
+    if not ((rows[:, 4] == rows[0, 4]).all() and (rows[:, 5] == rows[0, 5]).all()):
+        return False
+    apids = ((rows[:, 0].astype(np.int64) << 8) | rows[:, 1]) & 0x7FF
+    sequences = ((rows[:, 2].astype(np.int64) << 8) | rows[:, 3]) & 0x3FFF
+    first = int(apids[0])
+    one_apid = bool((apids == first).all())
+    for apid in [first] if one_apid else np.unique(apids).tolist():
+        if apid == 0x7FF:
+            continue  # idle packets
+        counts = sequences if one_apid else sequences[apids == apid]
+        info.packets += len(counts)
+        previous = last_sequence.get(apid)
+        chain = counts if previous is None else np.concatenate(([previous], counts))
+        missing = (np.diff(chain) - 1) % 16384
+        # A jump of more than half the 14-bit counter is a packet out of order (or
+        # repeated), not thousands of lost ones.
+        info.gaps += int(missing[missing < 8192].sum())
+        last_sequence[apid] = int(counts[-1])
+    return True
+
+
+def _count_one_by_one(info: PassInfo, last_sequence: dict[int, int], payload: bytes) -> None:
     position, end = 0, len(payload)
     while position + 6 <= end:
         word1, word2, length = struct.unpack_from(">HHH", payload, position)

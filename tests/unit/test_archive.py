@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from control_center.archive.recorder import (
     FILE_MAGIC,
     KIND_PACKETS,
     ArchiveWriter,
+    PassInfo,
     ReadStats,
+    _count_one_by_one,
+    _count_packets,
+    _count_uniform,
     encode_record,
     find_pass,
     iter_pass_records,
@@ -120,3 +125,48 @@ def test_a_replay_window_outside_the_pass_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(IslsError, match=rf"--from \+600 --to \+900: the window is outside "
                                         rf"pass {pass_id}, .* \(10 s: --from \+0 to \+10\)"):
         asyncio.run(replay_pass(config, pass_id, start="+600", end="+900"))
+
+
+def _burst(rng: np.random.Generator, n: int, length: int, apids: list[int]) -> bytes:
+    """``n`` packets of ``length`` data octets, APIDs drawn from ``apids``, sequence
+    counts mostly consecutive per APID with gaps, repeats and wraps."""
+    out = bytearray()
+    counters = {apid: int(rng.integers(0, 16384)) for apid in apids}
+    for _ in range(n):
+        apid = int(rng.choice(apids))
+        step = int(rng.choice([1, 1, 1, 2, 5, 0, -3, 9000]))
+        counters[apid] = (counters[apid] + step) % 16384
+        out += bytes([0x08 | apid >> 8, apid & 0xFF, 0xC0 | counters[apid] >> 8,
+                      counters[apid] & 0xFF]) + (length - 1).to_bytes(2, "big")
+        out += rng.integers(0, 256, length, dtype=np.uint8).tobytes()
+    return bytes(out)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_uniform_burst_is_counted_as_packet_by_packet(seed: int) -> None:
+    """The vectorised count gives the loop's packets, gaps and last sequence counts."""
+    rng = np.random.default_rng(seed)
+    apids = [int(a) for a in rng.choice([0x110, 0x111, 0x7FF, 5], int(rng.integers(1, 4)),
+                                          replace=False)]
+    length = int(rng.integers(1, 60))
+    previous = {apid: int(rng.integers(0, 16384)) for apid in apids if rng.random() < 0.5}
+    fast_info, slow_info = (PassInfo("p", "lander", 0, 0) for _ in range(2))
+    fast_seen, slow_seen = dict(previous), dict(previous)
+    for _ in range(3):  # messages in a row: the last counts carry over
+        payload = _burst(rng, int(rng.integers(64, 300)), length, apids)
+        assert _count_uniform(fast_info, fast_seen, payload)
+        _count_one_by_one(slow_info, slow_seen, payload)
+    assert (fast_info.packets, fast_info.gaps) == (slow_info.packets, slow_info.gaps)
+    assert fast_seen == slow_seen
+
+
+def test_a_mixed_or_short_message_is_left_to_the_loop() -> None:
+    rng = np.random.default_rng(3)
+    mixed = _burst(rng, 10, 20, [0x110]) + _burst(rng, 10, 30, [0x111])
+    info = PassInfo("p", "lander", 0, 0)
+    assert not _count_uniform(info, {}, mixed)
+    assert not _count_uniform(info, {}, _burst(rng, 3, 20, [0x110]))  # below the minimum
+    assert not _count_uniform(info, {}, _burst(rng, 10, 20, [0x110]) + b"\x01")  # a tail
+    assert (info.packets, info.gaps) == (0, 0)
+    _count_packets(info, {}, mixed)
+    assert info.packets == 20
