@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from control_center.monitoring.alarms import AlarmChange
@@ -44,7 +45,7 @@ SEQUENCE_FIELD = "sequence_count"
 
 
 def _field_template(name: str, kind: str) -> str:
-    if kind == "bool":
+    if kind in ("bool", "float32"):  # float32: already text (format_lines_reference)
         return f"{name}=%s"
     if kind == "float":
         return f"{name}=%r"
@@ -60,9 +61,14 @@ def escape_text(value: str) -> str:
 
 
 def _columns(batch: DecodedBatch) -> list[tuple[str, str, np.ndarray[Any, Any]]]:
-    """(field name, kind, column) in line order; kind is "float", "int", "bool" or
-    "text" (strings, and unsigned 64-bit values as exact decimal text: InfluxDB 1.x
-    has no unsigned type and would store those above 2**63 negative)."""
+    """(field name, kind, column) in line order; kind is "float", "float32", "int",
+    "bool" or "text" (strings, and unsigned 64-bit values as exact decimal text:
+    InfluxDB 1.x has no unsigned type and would store those above 2**63 negative).
+
+    "float32": an uncalibrated IEEE float32 parameter (array elements included), whose
+    decoded float64 is exactly a float32: the column is float32 again, written as its
+    shortest float32 text (``format_lines``). Calibrated and derived values are "float".
+    """
     columns: list[tuple[str, str, np.ndarray[Any, Any]]] = []
     for parameter in batch.packet.parameters:
         column = np.asarray(batch.values[parameter.name])
@@ -70,6 +76,11 @@ def _columns(batch: DecodedBatch) -> list[tuple[str, str, np.ndarray[Any, Any]]]
             columns.append((parameter.name, "text", column))
         elif parameter.is_wide_unsigned:
             columns.append((parameter.name, "text", column.astype(np.uint64).astype(str)))
+        elif parameter.is_float32:
+            # A value no float32 holds (a batch built by hand) overflows to inf, left out.
+            with np.errstate(over="ignore"):
+                columns.append((parameter.name, "float32",
+                                column.astype(np.float32, copy=False)))
         elif parameter.is_float_value:
             columns.append((parameter.name, "float", column.astype(np.float64, copy=False)))
         elif column.dtype == np.bool_:
@@ -91,6 +102,20 @@ def _prefix(batch: DecodedBatch, tags: Mapping[str, str]) -> str:
     return f"{batch.packet.name},{tag_text} " if tag_text else f"{batch.packet.name} "
 
 
+# The float32 magnitude (bits without the sign) whose shortest text double-rounds:
+# "7.038531e-26" is nearest the double halfway between this float32 and the next one
+# up, which narrows (ties to even) to that neighbour. The only one of all 2**32 bit
+# patterns (checked exhaustively against polars' text); it is written as "%.9g"
+# (7.03853069e-26), which any float32 survives.
+_DOUBLE_ROUNDED_FLOAT32 = 0x15AE43FD
+
+
+def _double_rounded(column: np.ndarray[Any, Any]) -> npt.NDArray[np.bool_]:
+    """Where a float32 column holds ±_DOUBLE_ROUNDED_FLOAT32."""
+    magnitudes = column.view(np.uint32) & np.uint32(0x7FFFFFFF)
+    return np.asarray(magnitudes == _DOUBLE_ROUNDED_FLOAT32, dtype=np.bool_)
+
+
 # Polars costs about 2.5 ms a call to set up: below this many packets (the live 10 Hz
 # stream between bursts) the one-packet-at-a-time path is the faster one.
 _COLUMNAR_MIN_ROWS = 300
@@ -106,8 +131,11 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
     on one core (profiled: docs/performance.md). Polars writes floats in their
     shortest round-trip form, as ``repr`` does, so the stored values are the same
     (``format_lines_reference`` is the one-packet-at-a-time version the tests compare
-    against). Non-finite floats cannot be stored in InfluxDB; a packet holding one is
-    written without that field, through the reference path.
+    against); a float32 parameter as its shortest float32 text (``7726.142``, not the
+    widened ``7726.14208984375``): the double InfluxDB parses from it narrows back to
+    exactly the decoded float32. Non-finite floats cannot be stored in InfluxDB; a
+    packet holding one is written without that field, through the reference path (as
+    is the one float32 magnitude whose shortest text would not narrow back).
     """
     n = len(batch)
     if n < _COLUMNAR_MIN_ROWS:
@@ -117,8 +145,10 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
         return format_lines_reference(batch, tags)  # rare: strings, unsigned 64-bit
     finite = np.ones(n, dtype=bool)
     for _, kind, column in columns:
-        if kind == "float":
+        if kind in ("float", "float32"):
             finite &= np.isfinite(column)
+        if kind == "float32":
+            finite &= ~_double_rounded(column)  # its "%.9g", through the reference
     if not finite.all():
         # Rare (a sensor fault): keep packet order, the odd packets through the reference.
         rows: list[bytes] = [b""] * n
@@ -136,7 +166,9 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
                          | {"time": batch.times_ns.astype(np.int64, copy=False)})
     pieces: list[pl.Expr] = []
     for i, (name, kind, _) in enumerate(columns):
-        text = pl.col(f"c{i}").cast(pl.String)
+        # A Float32 column's text is its shortest float32 round-trip text.
+        text = (pl.col(f"c{i}").cast(pl.Float32) if kind == "float32"
+                else pl.col(f"c{i}")).cast(pl.String)
         pieces.append(pl.lit((prefix if i == 0 else ",") + name + "="))
         pieces.append(text)
         if kind == "int":
@@ -150,7 +182,9 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
 
 def format_lines_reference(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
     """The same lines as ``format_lines``, one C-level ``%`` per packet (Python floats'
-    ``repr``); also the path for packets holding non-finite values."""
+    ``repr``, float32 values as numpy's shortest float32 text: ``1e-07``,
+    ``1.6777216e+07``, the same values as polars' ``1e-7``, ``16777216.0``); also the
+    path for packets holding non-finite values."""
     if len(batch) == 0:
         return b""
     prefix = _prefix(batch, tags)
@@ -159,6 +193,7 @@ def format_lines_reference(batch: DecodedBatch, tags: Mapping[str, str]) -> byte
     lists: list[list[Any]] = [
         np.where(column, "true", "false").tolist() if kind == "bool"
         else [escape_text(str(v)) for v in column.tolist()] if kind == "text"
+        else _float32_texts(column) if kind == "float32"
         else column.tolist() for _, kind, column in columns]
     times = batch.times_ns.astype(np.int64).tolist()
     out: list[str] = []
@@ -167,6 +202,17 @@ def format_lines_reference(batch: DecodedBatch, tags: Mapping[str, str]) -> byte
                   if not (isinstance(v, float) and not math.isfinite(v))]
         out.append(f"{prefix}{','.join(fields)} {row[-1]}\n")
     return "".join(out).encode()
+
+
+def _float32_texts(column: np.ndarray[Any, Any]) -> list[Any]:
+    """Each float32 as its shortest float32 text (numpy's, C-level), a non-finite one as
+    NaN for the caller to leave out."""
+    texts = column.astype(str).astype(object)
+    for index in np.flatnonzero(_double_rounded(column)).tolist():
+        texts[index] = f"{float(column[index]):.9g}"
+    texts[~np.isfinite(column)] = math.nan
+    out: list[Any] = texts.tolist()
+    return out
 
 
 def _string(text: str) -> str:

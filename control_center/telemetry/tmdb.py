@@ -135,6 +135,13 @@ class Parameter:
         return self.type == "float" or self.calibration.kind != "none"
 
     @property
+    def is_float32(self) -> bool:
+        """An uncalibrated IEEE float32: its engineering value is exactly a float32,
+        stored as its shortest float32 text (docs/contracts.md, "InfluxDB contract")."""
+        return self.type == "float" and self.bit_length == 32 \
+            and self.calibration.kind == "none"
+
+    @property
     def is_wide_unsigned(self) -> bool:
         """An uncalibrated unsigned value that can exceed int64 (InfluxDB 1.x has no
         unsigned type): stored as its exact decimal text (docs/contracts.md, "InfluxDB

@@ -10,8 +10,9 @@ TMDB; the file's packets then go through one of the two ways into a real InfluxD
   file itself.
 
 Every stored point is then compared with ccsdspy's own decode of the same file, value by
-value: integers and enum state numbers exactly, floats bit for bit (a non-finite value
-must be absent from exactly its own point), polynomial calibrations with rtol 1e-12
+value: integers and enum state numbers exactly, floats bit for bit (a float32 field, stored
+as its shortest float32 text, once narrowed back to float32; a non-finite value must be
+absent from exactly its own point), polynomial calibrations with rtol 1e-12
 against ccsdspy's ``PolyConverter``, strings, unsigned 64-bit values as exact decimal
 text; ``sequence_count`` against each packet's header, the point times against the
 InfluxDB contract (docs/contracts.md: receive time + the packet's place in its message, in ns),
@@ -90,7 +91,8 @@ class Row:
 
     @property
     def kind(self) -> str:
-        """How the value is stored: string, enum, poly, float, wide (uint64) or int."""
+        """How the value is stored: string, enum, poly, float, float32 (an uncalibrated
+        32-bit float: its shortest float32 text), wide (uint64) or int."""
         calibration = json.loads(self.calibration) if self.calibration else {}
         if self.base == "str":
             return "string"
@@ -99,14 +101,14 @@ class Row:
         if calibration:
             return "poly"
         if self.base == "float":
-            return "float"
+            return "float32" if self.bit_length == 32 else "float"
         if self.base == "uint" and self.bit_length == 64:
             return "wide"
         return "int"
 
 
 INFLUX_TYPE = {"string": "string", "enum": "integer", "poly": "float", "float": "float",
-               "wide": "string", "int": "integer"}
+               "float32": "float", "wide": "string", "int": "integer"}
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -387,6 +389,10 @@ def mismatches(kind: str, stored: list[Any], expected: list[Any]) -> list[int]:
     if kind == "float":
         got, want = [float_bits(v) for v in stored], [float_bits(v) for v in expected]
         return [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
+    if kind == "float32":  # the stored double narrows back to exactly the decoded float32
+        return [i for i, (g, w) in enumerate(zip(stored, expected, strict=True))
+                if (g is None) != (w is None)
+                or (g is not None and np.float32(g) != np.float32(w))]
     if kind == "poly":
         bad: list[int] = []
         for i, (g, w) in enumerate(zip(stored, expected, strict=True)):
@@ -546,6 +552,8 @@ def test_the_data_sets_hold_every_kind_of_value(tmp_path: Path) -> None:
         column = by_name["hs_apid130"].head(LIVE_PACKETS if live else 1 << 30) \
             .columns["pkt130_flt_sin_1m"]
         assert None in column.values and any(v is not None for v in column.values)
+    # Float32 fields (compared as float32) beside float64 ones (compared bit for bit).
+    assert values("float32") and values("float")
     # Unsigned 64-bit values at and above 2**63, negative 24-bit integers, enums and
     # polynomials on unsigned, signed and float raw values.
     assert max(int(v) for v in values("wide")) >= 1 << 63

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from space_packet_parser.generators import ccsds_generator
 from space_packet_parser.xtce.definitions import XtcePacketDefinition
@@ -82,6 +83,8 @@ def same(parameter: Parameter, stored: Any, theirs: Any) -> bool:
     if parameter.is_float_value:
         if stored is None:  # a non-finite value is left out of its point
             return not math.isfinite(float(theirs))
+        if parameter.is_float32:  # stored as its shortest float32 text: exact as float32
+            return bool(np.float32(stored) == np.float32(float(theirs)))
         return math.isclose(float(stored), float(theirs), rel_tol=1e-12, abs_tol=1e-12)
     return bool(stored == int(theirs))
 

@@ -34,3 +34,14 @@ COLUMNAR_ROWS = 400  # above storage._COLUMNAR_MIN_ROWS
 
 _EDGES = [5e-324, -5e-324, 1.7976931348623157e308, 1e20, 1e16, 1e-7, -0.0, 0.1 + 0.2,
           123456789012345678.0, 2.0**53 + 2]
+
+# Float32 values ("ratio" is an uncalibrated float32 parameter), as bit patterns: the
+# smallest and largest subnormals and normals, both signs of zero, around 1.0 and
+# 2**24 (where numpy writes "1.6777216e+07" and polars "16777216.0"), 0.1, 1e-7, 1e-4
+# ("1e-04"), and 7.038531e-26, the one float32 whose shortest text double-rounds
+# (contract._DOUBLE_ROUNDED_FLOAT32).
+_EDGES32 = np.array([0x00000001, 0x80000001, 0x007FFFFF, 0x00800000, 0x7F7FFFFF,
+                     0xFF7FFFFF, 0x00000000, 0x80000000, 0x3F7FFFFF, 0x3F800001,
+                     0x4B800000, 0x4B800001, 0x4B7FFFFF, 0x3DCCCCCD, 0x33D6BF95,
+                     0x38D1B717, 0x15AE43FD, 0x95AE43FD, 0x15AE43FC, 0x15AE43FE],
+                    dtype=np.uint32).view(np.float32)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from control_center.storage import contract as storage
 from control_center.storage.contract import escape_tag, format_lines, format_lines_reference
-from tests.support.storage import _EDGES, COLUMNAR_ROWS, _batch
+from tests.support.storage import _EDGES, _EDGES32, COLUMNAR_ROWS, _batch
 
 
 def test_line_protocol_types_and_tags() -> None:
@@ -50,15 +50,27 @@ def _parsed(text: bytes) -> list[tuple[str, dict[str, object], int]]:
 
 
 _FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
+_FLOATS32 = st.floats(allow_nan=True, allow_infinity=True, width=32)
+
+
+def _same_float32(stored: object, expected: float) -> bool:
+    """A stored float32 parameter (a float64 parsed from its text) narrows back to
+    exactly the decoded float32: the same bits, the sign of zero included."""
+    assert isinstance(stored, float)
+    return np.float32(stored).tobytes() == np.float32(expected).tobytes()
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(_FLOATS, st.integers(0, 65535), st.integers(0, 255), st.booleans(),
-                          st.sampled_from(_EDGES) | _FLOATS), min_size=1, max_size=40))
+@given(st.lists(st.tuples(st.sampled_from(_EDGES) | _FLOATS, st.integers(0, 65535),
+                          st.integers(0, 255), st.booleans(),
+                          st.sampled_from(_EDGES32.tolist()) | _FLOATS32),
+                min_size=1, max_size=40))
 def test_columnar_lines_hold_exactly_the_reference_values(
         rows: list[tuple[float, int, int, bool, float]]) -> None:
     """Polars' float text parses back to the same float64 as Python's repr, row by row,
-    with non-finite fields left out exactly as the reference does."""
+    and a float32 parameter's ("ratio") to the same float64 as numpy's float32 text,
+    which narrows back to the float32; non-finite fields are left out exactly as the
+    reference does."""
     assert COLUMNAR_ROWS > storage._COLUMNAR_MIN_ROWS
     rows = (rows * (COLUMNAR_ROWS // len(rows) + 1))[:COLUMNAR_ROWS]  # the columnar path
     n = len(rows)
@@ -68,12 +80,63 @@ def test_columnar_lines_hold_exactly_the_reference_values(
         "ratio": np.array([r[4] for r in rows])})
     tags = {"spacecraft": "probe", "source": "live"}
     fast = _parsed(format_lines(batch, tags))
-    assert fast == _parsed(format_lines_reference(batch, tags))
-    for (_, values, _), row in zip(fast, rows, strict=True):
-        if np.isfinite(row[4]):
-            stored = values["ratio"]
-            assert isinstance(stored, float)
-            assert np.float64(stored).tobytes() == np.float64(row[4]).tobytes()
+    reference = _parsed(format_lines_reference(batch, tags))
+    assert fast == reference
+    for (_, values, _), (_, reference_values, _), row in zip(fast, reference, rows,
+                                                             strict=True):
+        for name, expected in (("voltage", row[0]), ("ratio", row[4])):
+            assert (name in values) == bool(np.isfinite(expected))
+            if name in values:
+                stored, other = values[name], reference_values[name]
+                assert isinstance(stored, float) and isinstance(other, float)
+                assert stored.hex() == other.hex()  # the same double, even a zero's sign
+                if name == "voltage":
+                    assert np.float64(stored).tobytes() == np.float64(expected).tobytes()
+                else:
+                    assert _same_float32(stored, expected)
+
+
+def _float32_fields(text: bytes) -> list[float]:
+    """Every line's ``ratio`` value, as InfluxDB parses it (Go's strconv.ParseFloat and
+    Python's float both give the double nearest the text)."""
+    return [float(line.split(b"ratio=")[1].split(b",")[0]) for line in text.splitlines()]
+
+
+def test_float32_parameters_are_written_at_their_real_precision() -> None:
+    """An uncalibrated float32 parameter is written as its shortest float32 text, a
+    float64 one (voltage, calibrated) as its shortest float64 text, on both paths."""
+    for n in (2, COLUMNAR_ROWS):
+        value = float(np.float32(7726.142))  # 7726.14208984375
+        batch = replace(_batch(n), values={**_batch(n).values, "voltage": np.full(n, value),
+                                           "ratio": np.full(n, value)})
+        for text in (format_lines(batch, {}), format_lines_reference(batch, {})):
+            first = text.decode().splitlines()[0]
+            assert "ratio=7726.142," in first and "voltage=7726.14208984375," in first
+
+
+def test_every_float32_bit_pattern_narrows_back_from_its_stored_double() -> None:
+    """Random float32 bit patterns (every exponent, subnormals, both zeros, ±max) and
+    the values around every power of two: the double parsed from each path's text is
+    the same, and narrows back to the float32 exactly. 7.038531e-26, the one float32
+    whose shortest text would double-round (found by an exhaustive run over all 2**32
+    patterns), is among them and is written with 9 significant digits."""
+    rng = np.random.default_rng(17)
+    exponents = np.arange(0, 255, dtype=np.int64) << 23
+    around = (exponents[:, None] + np.arange(-3, 4)[None, :]).ravel()
+    bits = np.concatenate([rng.integers(0, 1 << 32, 100_000, dtype=np.uint64),
+                           np.clip(around, 0, None), around[around >= 0] | (1 << 31),
+                           _EDGES32.view(np.uint32)]).astype(np.uint32)
+    values = bits.view(np.float32)
+    values = values[np.isfinite(values)]
+    n = len(values)
+    batch = replace(_batch(n), values={**_batch(n).values, "ratio": values.astype(np.float64)})
+    columnar = format_lines(batch, {})
+    stored = np.array(_float32_fields(columnar))
+    assert stored.view(np.uint64).tolist() == \
+        np.array(_float32_fields(format_lines_reference(batch, {}))).view(np.uint64).tolist()
+    assert stored.astype(np.float32).view(np.uint32).tolist() == values.view(np.uint32).tolist()
+    assert b"ratio=7.03853069e-26," in columnar and b"ratio=-7.03853069e-26," in columnar
+    assert b"ratio=7.0385313e-26," in columnar  # its neighbour: shortest text
 
 
 def test_tag_escaping() -> None:
