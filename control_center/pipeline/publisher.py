@@ -50,13 +50,17 @@ def param_message(batch: DecodedBatch) -> bytes:
 
     orjson writes numpy arrays in C (non-finite floats as ``null``): the stdlib encoder
     walking Python lists took 60 % of the ingest's time at 400,000 values/s
-    (docs/performance.md). Float32 columns go out as float64, the values InfluxDB stores.
+    (docs/performance.md). A float32 parameter goes out as its shortest float32 text,
+    as InfluxDB stores it (docs/contracts.md); other floats as float64.
     """
+    float32 = {p.name for p in batch.packet.parameters if p.is_float32}
     values: dict[str, np.ndarray[Any, Any] | list[Any]] = {}
     for name, column in batch.values.items():
         array = np.asarray(column)
         if array.dtype.kind == "f":
-            array = array.astype(np.float64, copy=False)
+            with np.errstate(over="ignore"):  # no float32 holds it: inf, written null
+                array = array.astype(np.float32 if name in float32 else np.float64,
+                                     copy=False)
         elif array.dtype == np.uint64:
             values[name] = array.tolist()  # exact above 2**63 (orjson writes any uint64)
             continue
