@@ -76,6 +76,25 @@ def float_digits(digits: int) -> Callable[[DecodedBatch], bytes]:
     return lines
 
 
+def float32_widened(batch: DecodedBatch) -> bytes:
+    """Float32 parameters as the shortest text of their float64 widening
+    (``7726.14208984375``), as the ingest wrote them before 2026-11-30: the shipped way
+    writes their shortest float32 text (``7726.142``)."""
+    float32 = {p.name for p in batch.packet.parameters if p.is_float32}
+    text = format_lines(batch, TAGS).decode()
+    out = []
+    for line in text.splitlines():
+        head, fields, stamp = line.split(" ")
+        parts = []
+        for part in fields.split(","):
+            name, value = part.split("=", 1)
+            if name in float32:
+                value = repr(float(np.float32(value)))
+            parts.append(f"{name}={value}")
+        out.append(f"{head} {','.join(parts)} {stamp}")
+    return ("\n".join(out) + "\n").encode()
+
+
 def microseconds(batch: DecodedBatch) -> bytes:
     """Times in µs (``precision=u``). Not a lever we may take: CUC fine time is 2^-16 s,
     not a whole number of µs, so two packets could land on one point; measured to know
@@ -86,8 +105,11 @@ def microseconds(batch: DecodedBatch) -> bytes:
 
 
 LEVERS = [
-    Lever("baseline", "as shipped: shortest round-trip float64 text, ns, 5,000 lines a "
-          "POST, 2 POSTs at once, no gzip, inmem index"),
+    Lever("baseline", "as shipped: float32 parameters as their shortest float32 text, "
+          "other floats as their shortest float64 text, ns, 5,000 lines a POST, 2 POSTs "
+          "at once, no gzip, inmem index"),
+    Lever("float32_widened", "float32 parameters as float64 text (the way before)",
+          lines=float32_widened),
     Lever("floats_9_digits", "floats with 9 significant digits (a float32's round trip)",
           lines=float_digits(9)),
     Lever("floats_6_digits", "floats with 6 significant digits", lines=float_digits(6)),
