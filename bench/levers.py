@@ -58,22 +58,24 @@ class Lever:
     data_settings: dict[str, str] = field(default_factory=dict)
 
 
+def rewritten(batch: DecodedBatch, value_text: Callable[[str, str], str]) -> bytes:
+    """The shipped lines with each field's value text replaced by
+    ``value_text(name, value)``."""
+    out = []
+    for line in format_lines(batch, TAGS).decode().splitlines():
+        head, fields, stamp = line.split(" ")
+        parts = [f"{name}={value_text(name, value)}"
+                 for name, value in (part.split("=", 1) for part in fields.split(","))]
+        out.append(f"{head} {','.join(parts)} {stamp}")
+    return ("\n".join(out) + "\n").encode()
+
+
 def float_digits(digits: int) -> Callable[[DecodedBatch], bytes]:
     """Every float field with ``digits`` significant digits (``%.{digits}g``)."""
-    def lines(batch: DecodedBatch) -> bytes:
-        text = format_lines(batch, TAGS).decode()
-        out = []
-        for line in text.splitlines():
-            head, fields, stamp = line.split(" ")
-            parts = []
-            for part in fields.split(","):
-                name, value = part.split("=", 1)
-                if not value.endswith(("i", "true", "false")):
-                    value = f"{float(value):.{digits}g}"
-                parts.append(f"{name}={value}")
-            out.append(f"{head} {','.join(parts)} {stamp}")
-        return ("\n".join(out) + "\n").encode()
-    return lines
+    def value_text(name: str, value: str) -> str:
+        return value if value.endswith(("i", "true", "false")) \
+            else f"{float(value):.{digits}g}"
+    return lambda batch: rewritten(batch, value_text)
 
 
 def float32_widened(batch: DecodedBatch) -> bytes:
@@ -81,18 +83,8 @@ def float32_widened(batch: DecodedBatch) -> bytes:
     (``7726.14208984375``), as the ingest wrote them before 2026-11-30: the shipped way
     writes their shortest float32 text (``7726.142``)."""
     float32 = {p.name for p in batch.packet.parameters if p.is_float32}
-    text = format_lines(batch, TAGS).decode()
-    out = []
-    for line in text.splitlines():
-        head, fields, stamp = line.split(" ")
-        parts = []
-        for part in fields.split(","):
-            name, value = part.split("=", 1)
-            if name in float32:
-                value = repr(float(np.float32(value)))
-            parts.append(f"{name}={value}")
-        out.append(f"{head} {','.join(parts)} {stamp}")
-    return ("\n".join(out) + "\n").encode()
+    return rewritten(batch, lambda name, value: repr(float(np.float32(value)))
+                     if name in float32 else value)
 
 
 def microseconds(batch: DecodedBatch) -> bytes:
