@@ -36,6 +36,7 @@ from bench.e2e import (  # noqa: E402
     STEP_BASE_COARSE,
     TICKS_PER_PACKET,
     ceiling,
+    cpu_seconds,
     lander_nav,
     nominal_values,
 )
@@ -60,8 +61,10 @@ def write_file(path: Path, packets: int) -> int:
     return path.stat().st_size
 
 
-def run_import(path: Path, influxd: InfluxServer, state: Path) -> tuple[float, float, str]:
-    """Seconds, peak resident MiB of ``isls import``, and its last output line."""
+def run_import(path: Path, influxd: InfluxServer, state: Path
+               ) -> tuple[float, float, str, float]:
+    """Seconds, peak resident MiB of ``isls import``, its last output line and its CPU
+    seconds (user + system)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISLS_")}
     env.update(ISLS_INFLUX_URL=influxd.url, ISLS_INFLUX_DB=DATABASE,
                ISLS_STATE_DIR=str(state), ISLS_MQTT_URL="mqtt://127.0.0.1:1")
@@ -77,7 +80,8 @@ def run_import(path: Path, influxd: InfluxServer, state: Path) -> tuple[float, f
     if process.returncode != 0:
         raise SystemExit(f"isls import failed ({process.returncode}):\n{output[-2000:]}")
     lines = [line for line in output.replace("\r", "\n").splitlines() if line.strip()]
-    return seconds, usage.ru_maxrss / 1024, lines[-1] if lines else ""
+    return (seconds, usage.ru_maxrss / 1024, lines[-1] if lines else "",
+            usage.ru_utime + usage.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         with InfluxServer(work / "influx", free_port()) as influxd:
             for name in (DATABASE, CEILING_DATABASE):
                 influxd.query(f'CREATE DATABASE "{name}"')
-            seconds, peak_mib, last = run_import(work / "pass.tlm", influxd, work / "state")
+            assert influxd.process is not None
+            influx_cpu = cpu_seconds(influxd.process.pid)
+            seconds, peak_mib, last, import_cpu = run_import(work / "pass.tlm", influxd,
+                                                             work / "state")
+            influx_cpu = cpu_seconds(influxd.process.pid) - influx_cpu
             stored = influxd.query('SELECT count("sequence_count") FROM "lander_nav"', DATABASE)
             counted = int(stored["results"][0]["series"][0]["values"][0][1])  # type: ignore[index]
             top = asyncio.run(ceiling(influxd, args.ceiling_lines, 2, 7))
@@ -105,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                "peak_mib": round(peak_mib), "ceiling_values_per_s": round(
                    top["values_per_second"]),
                "vs_ceiling": round(rate / top["values_per_second"], 2),
-               "import_said": last}
+               "import_said": last,
+               "cpu_import": round(import_cpu / seconds, 2),
+               "cpu_influxd": round(influx_cpu / seconds, 2)}
     print(f"isls import of {args.packets:,} lander_nav packets ({octets / 1e6:,.0f} MB, "
           f"{values:,} values): {seconds:,.1f} s, {rate:,.0f} values/s, peak "
-          f"{peak_mib:,.0f} MiB; stored {counted:,} points")
+          f"{peak_mib:,.0f} MiB; stored {counted:,} points; CPU (cores): import "
+          f"{figures['cpu_import']:.2f}, influxd {figures['cpu_influxd']:.2f}")
     print(f"InfluxDB ceiling, same server and run (2 writers, 5,000 lines a POST): "
           f"{top['values_per_second']:,.0f} values/s; the import reached "
           f"{figures['vs_ceiling']:.2f} of it")

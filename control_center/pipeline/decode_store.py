@@ -26,7 +26,7 @@ from control_center.config import IngestSettings
 from control_center.pipeline.publisher import Publisher
 from control_center.pipeline.quarantine import Quarantine, archive_as_received
 from control_center.pipeline.sources import Intake
-from control_center.storage.contract import format_lines
+from control_center.storage.contract import format_lines_off_loop
 from control_center.storage.writer import InfluxWriter
 from control_center.telemetry.decoder import Decoder, IngestStats
 from control_center.telemetry.records import DecodedBatch, RawMessage
@@ -113,7 +113,7 @@ class DecodeStore:
                                               "source": batch.source}
                     if batch.pass_id:
                         tags["pass"] = batch.pass_id
-                lines = format_lines(batch, tags)
+                lines = await format_lines_off_loop(batch, tags)
                 await writer.write(lines, len(batch), len(batch) * len(batch.packet.parameters))
                 if self.settings.publish_params and batch.source == "live":
                     self.publisher.offer_params(batch)

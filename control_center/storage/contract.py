@@ -14,6 +14,7 @@ Dashboards, reports and tests read the measurement names from here.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 from collections.abc import Mapping
@@ -186,6 +187,17 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
     out = io.BytesIO()  # big batches (an import): the CSV writer is the faster
     lines.write_csv(out, include_header=False, quote_style="never", line_terminator="\n")
     return out.getvalue()
+
+
+async def format_lines_off_loop(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
+    """:func:`format_lines` in a worker thread for a batch that takes polars' path, in
+    the calling thread for a small one. Polars formats with the GIL released, so the
+    event loop goes on posting to InfluxDB and reading the broker meanwhile: formatting
+    an import's 190,000-packet chunk held the loop for about 0.4 s, with influxd left
+    idle once its two POSTs in flight were done."""
+    if len(batch) < _COLUMNAR_MIN_ROWS:
+        return format_lines(batch, tags)
+    return await asyncio.to_thread(format_lines, batch, tags)
 
 
 def format_lines_reference(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:

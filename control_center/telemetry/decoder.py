@@ -131,11 +131,13 @@ class Decoder:
 
     def __init__(self, tmdbs: Iterable[Tmdb], *, batch_packets: int = 2000,
                  batch_interval: float = 0.1, stats: IngestStats | None = None,
-                 max_future_days: float = 366.0) -> None:
+                 max_future_days: float = 366.0, max_batch: int | None = None) -> None:
         self.stats = stats or IngestStats()
         self.batch_packets = batch_packets
         self.batch_interval = batch_interval
-        self.max_batch = 4 * batch_packets
+        # The most packets one decoded batch holds (the rest of what waits comes in more
+        # batches of this size): 4 x batch_packets unless given.
+        self.max_batch = 4 * batch_packets if max_batch is None else max_batch
         # An onboard time this far past the clock is corrupt (a flipped bit of the CUC
         # coarse time is years): counted and skipped, or it would sit on every
         # dashboard's "now" for years.

@@ -9,12 +9,19 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from control_center.archive import importer
 from control_center.archive.importer import import_files
 from control_center.config import Config
 from control_center.operations.servers import InfluxServer
+from control_center.storage.contract import format_lines_off_loop
 from control_center.telemetry.packets import PrimaryHeader, crc16
+from control_center.telemetry.records import DecodedBatch
 from control_center.telemetry.tmdb import Tmdb
 from tests.conftest import CONFIG, ISLS, count_points
 from tests.integration.test_pipeline import _good_packets
@@ -172,3 +179,26 @@ def test_import_of_garbage_and_empty_files_exits_1_without_traceback(
     assert forced.returncode == 1, forced.stdout + forced.stderr
     assert f"isls import: {garbage}: 0 good packets of 1 (truncated 1) — {NOTHING}\n" \
         in forced.stderr
+
+
+def test_a_chunk_is_stored_in_batches_of_one_post(
+        config: Config, tmdbs: list[Tmdb], influxd: InfluxServer, database: str,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk's packets go to the writer in batches of ``influx.batch_lines`` (one POST
+    each), not as one write of the whole chunk (which went out as 8 MiB POSTs one at a
+    time and held the whole chunk's text at once); every packet is stored."""
+    sizes: list[int] = []
+    real = format_lines_off_loop
+
+    async def spy(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
+        sizes.append(len(batch))
+        return await real(batch, tags)
+
+    monkeypatch.setattr(importer, "format_lines_off_loop", spy)
+    path = tmp_path / "power.bin"
+    path.write_bytes(b"".join(_power(tmdbs, 250)))
+    settings = replace(config, influx=replace(config.influx, batch_lines=100))
+    summary = asyncio.run(import_files(settings, tmdbs, [path], spacecraft="lander"))
+    assert summary.packets["lander/lander_power"] == 250
+    assert sizes == [100, 100, 50]
+    assert count_points(influxd, database, "lander_power", "WHERE source='import'") == 250

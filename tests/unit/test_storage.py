@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from control_center.storage import contract as storage
-from control_center.storage.contract import escape_tag, format_lines, format_lines_reference
+from control_center.storage.contract import (
+    escape_tag,
+    format_lines,
+    format_lines_off_loop,
+    format_lines_reference,
+)
+from control_center.telemetry.records import DecodedBatch
 from tests.support.storage import _EDGES, _EDGES32, COLUMNAR_ROWS, _batch
 
 
@@ -141,3 +151,21 @@ def test_every_float32_bit_pattern_narrows_back_from_its_stored_double() -> None
 
 def test_tag_escaping() -> None:
     assert escape_tag("a b,c=d") == "a\\ b\\,c\\=d"
+
+
+def test_a_big_batch_is_formatted_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same lines either way; a batch that takes polars' path is formatted in a worker
+    thread (the loop goes on posting meanwhile), a small one where it is."""
+    threads: list[str] = []
+    real = storage.format_lines
+
+    def spy(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
+        threads.append(threading.current_thread().name)
+        return real(batch, tags)
+
+    monkeypatch.setattr(storage, "format_lines", spy)
+    tags = {"spacecraft": "probe", "source": "live"}
+    for n in (3, COLUMNAR_ROWS):
+        batch = _batch(n)
+        assert asyncio.run(format_lines_off_loop(batch, tags)) == real(batch, tags)
+    assert threads[0] == "MainThread" and threads[1] != "MainThread"
