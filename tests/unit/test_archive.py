@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from control_center.archive.importer import _whole_packets
 from control_center.archive.recorder import (
     FILE_MAGIC,
     KIND_PACKETS,
@@ -170,3 +171,28 @@ def test_a_mixed_or_short_message_is_left_to_the_loop() -> None:
     assert (info.packets, info.gaps) == (0, 0)
     _count_packets(info, {}, mixed)
     assert info.packets == 20
+
+
+def _walk(buffer: bytes) -> int:
+    """The header walk alone (the reference for the import's cut)."""
+    position = 0
+    while position + 6 <= len(buffer):
+        length = int.from_bytes(buffer[position + 4:position + 6], "big")
+        if position + 7 + length > len(buffer):
+            break
+        position += 7 + length
+    return position
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_an_import_chunk_is_cut_where_the_header_walk_cuts_it(seed: int) -> None:
+    """Uniform runs, a packet of another length part way, ragged tails, short buffers."""
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(1, 40))
+    parts = [_burst(rng, int(rng.integers(0, 50)), length, [0x110])]
+    if rng.random() < 0.5:
+        parts.append(_burst(rng, int(rng.integers(1, 5)), int(rng.integers(1, 40)), [0x111]))
+        parts.append(_burst(rng, int(rng.integers(0, 20)), length, [0x110]))
+    buffer = b"".join(parts)
+    buffer = buffer[:len(buffer) - int(rng.integers(0, min(len(buffer), 60) + 1))]
+    assert _whole_packets(buffer) == _walk(buffer)
