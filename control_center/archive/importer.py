@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from control_center.config import Config
 from control_center.errors import IslsError
 from control_center.storage.contract import format_lines_off_loop
 from control_center.storage.writer import InfluxWriter
 from control_center.telemetry.decoder import Decoder, IngestStats
+from control_center.telemetry.packets import same_length_run
 from control_center.telemetry.records import RawMessage
 from control_center.telemetry.tmdb import Tmdb
 from control_center.terminal import Progress
@@ -68,29 +67,14 @@ def _whole_packets(buffer: bytes) -> int:
     the chunks then cut the file where the walk over the whole file would. A run of
     packets of the first one's length (a file of one packet type) is stepped over with
     numpy: the loop over an 8 MiB chunk was 11 % of an import's samples."""
-    position, end = _uniform_run(buffer), len(buffer)
+    size, run = same_length_run(buffer)
+    position, end = size * len(run), len(buffer)
     while position + 6 <= end:
         (length,) = struct.unpack_from(">H", buffer, position + 4)
         if position + 7 + length > end:
             break
         position += 7 + length
     return position
-
-
-def _uniform_run(buffer: bytes) -> int:
-    """Octets of the whole packets at the start of ``buffer`` that all have the first
-    packet's length: where the header walk may go on from."""
-    if len(buffer) < 6:
-        return 0
-    size = int.from_bytes(buffer[4:6], "big") + 7
-    count = len(buffer) // size
-    if count < 2:
-        return 0
-    rows = np.frombuffer(buffer, dtype=np.uint8, count=count * size).reshape(count, size)
-    other = (rows[:, 4] != rows[0, 4]) | (rows[:, 5] != rows[0, 5])
-    # Up to the first packet of another length; the packets before it are all ``size``.
-    first_other = int(other.argmax()) if other.any() else count
-    return first_other * size
 
 
 def _choose_spacecraft(head: bytes, tmdbs: list[Tmdb]) -> Tmdb:

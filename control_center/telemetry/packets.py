@@ -237,6 +237,25 @@ def rows_as_bytes(matrix: Octets) -> list[bytes]:
     return [data[s:s + length] for s in range(0, len(data), length)]
 
 
+def header_words(buffer: bytes, size: int, count: int) -> npt.NDArray[np.uint16]:
+    """The three primary header words (packet identification, sequence control, data
+    length: big-endian uint16) of ``count`` packets of ``size`` octets each from the
+    start of ``buffer``, read in place (no copy)."""
+    return np.ndarray((count, 3), dtype=">u2", buffer=buffer, strides=(size, 2))
+
+
+def same_length_run(buffer: bytes) -> tuple[int, npt.NDArray[np.uint16]]:
+    """The whole packets at the start of ``buffer`` that all have the first one's length,
+    as (their size in octets, their :func:`header_words`): the part of a buffer numpy can
+    step over at once, the header walk taking over after it."""
+    if len(buffer) < PRIMARY_HEADER_LENGTH:
+        return 0, np.empty((0, 3), dtype=">u2")
+    size = PRIMARY_HEADER_LENGTH + int.from_bytes(buffer[4:6], "big") + 1
+    words = header_words(buffer, size, len(buffer) // size)
+    other = words[:, 2] != words[0, 2] if len(words) else np.zeros(0, dtype=bool)
+    return size, words[:int(other.argmax())] if other.any() else words
+
+
 def split_packets(buffer: bytes, *, check_crc: frozenset[int] = frozenset(),
                   lengths: dict[int, int] | None = None, version: int = 0) -> SplitResult:
     """Cut back-to-back packets out of ``buffer``.
@@ -312,7 +331,7 @@ def _split_uniform(buffer: bytes, check_crc: frozenset[int], lengths: dict[int, 
         buffer = bytes(buffer)
     matrix = np.frombuffer(buffer, dtype=np.uint8).reshape(n, total)
     # The three header words of every packet, read in place (no copy of the column).
-    words = np.ndarray((n, 3), dtype=">u2", buffer=buffer, strides=(total, 2))
+    words = header_words(buffer, total, n)
     # Every header must declare the same length; else the walk decides where the
     # trouble starts and what is kept before it.
     if np.any(words[:, 2] != length_field):
