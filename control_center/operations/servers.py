@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Self
 
 from control_center.errors import ServerError
+from control_center.operations.ports import free_port as free_port  # callers import it here
 
 START_TIMEOUT = 30.0
 PRIVATE_UMASK = 0o077  # files 0600, directories 0700
@@ -54,13 +55,6 @@ def write_private(path: Path, text: str) -> Path:
         out.write(text)
     os.replace(temporary, path)
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
