@@ -1,8 +1,8 @@
 """Free loopback ports for the servers, links and tests this process starts.
 
 A port chosen now is bound later, by a child server a few hundred milliseconds on. Two
-things can take it in between, and each did, failing a CI run with "bind: address
-already in use":
+things can take it in between (one of them did, failing a CI run with influxd's "bind:
+address already in use"; its log cannot say which):
 
 - **the kernel**, when the port lies in its ephemeral range (``ip_local_port_range``,
   32768-60999 by default): every outgoing connection on the machine takes a source
