@@ -420,7 +420,9 @@ async def ours(args: argparse.Namespace, broker: MosquittoServer, influxd: Influ
             if args.profile is not None:
                 # Sampling profiler on the ingest process, from here to the last step.
                 profiler = subprocess.Popen(  # noqa: ASYNC220 (started once, not awaited)
-                    ["py-spy", "record", "--pid", str(ingest.pid), "--rate", "200",
+                    # The venv's own py-spy (a dev dependency): the venv need not be on PATH.
+                    [str(Path(sys.executable).with_name("py-spy")), "record",
+                     "--pid", str(ingest.pid), "--rate", "200",
                      "--format", "raw", "--output", str(args.profile)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for index, rate in enumerate(args.rates, start=1):
