@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make the bench package importa
 from bench.e2e import build_step, cpu_seconds, decode, lander_nav  # noqa: E402
 from control_center.operations.servers import InfluxServer, free_port  # noqa: E402
 from control_center.storage.contract import format_lines  # noqa: E402
+from control_center.telemetry.codec import PacketCodec  # noqa: E402
 from control_center.telemetry.records import DecodedBatch  # noqa: E402
 
 DATABASE = "levers"
@@ -87,6 +88,19 @@ def float32_widened(batch: DecodedBatch) -> bytes:
                      if name in float32 else value)
 
 
+def calibrated_float64(batch: DecodedBatch) -> bytes:
+    """Calibrated values as their float64 calibration (``27.490000000000002``), as the
+    ingest wrote them before the lander's calibrations declared ``engineering: float32``
+    (2026-11-30); the shipped way writes them rounded once to float32 (``27.49``)."""
+    parameters = tuple(replace(p, calibration=replace(p.calibration, engineering="float64"))
+                       for p in batch.packet.parameters)
+    codec = PacketCodec(batch.spacecraft, replace(batch.packet, parameters=parameters))
+    values = {**batch.values, **{
+        p.name: codec._calibrate(p, batch.raw[p.name])  # the decoder's own calibration
+        for p in parameters if p.calibration.kind != "none"}}
+    return format_lines(replace(batch, packet=codec.packet, values=values), TAGS)
+
+
 def microseconds(batch: DecodedBatch) -> bytes:
     """Times in µs (``precision=u``). Not a lever we may take: CUC fine time is 2^-16 s,
     not a whole number of µs, so two packets could land on one point; measured to know
@@ -97,11 +111,14 @@ def microseconds(batch: DecodedBatch) -> bytes:
 
 
 LEVERS = [
-    Lever("baseline", "as shipped: float32 parameters as their shortest float32 text, "
+    Lever("baseline", "as shipped: float32 values (parameters and calibrations) as their "
+          "shortest float32 text, "
           "other floats as their shortest float64 text, ns, 5,000 lines a POST, 2 POSTs "
           "at once, no gzip, inmem index"),
     Lever("float32_widened", "float32 parameters as float64 text (the way before)",
           lines=float32_widened),
+    Lever("calibrated_float64", "calibrations as float64 text (before engineering: float32)",
+          lines=calibrated_float64),
     Lever("floats_9_digits", "floats with 9 significant digits (a float32's round trip)",
           lines=float_digits(9)),
     Lever("floats_6_digits", "floats with 6 significant digits", lines=float_digits(6)),

@@ -66,9 +66,10 @@ def _columns(batch: DecodedBatch) -> list[tuple[str, str, np.ndarray[Any, Any]]]
     "bool" or "text" (strings, and unsigned 64-bit values as exact decimal text:
     InfluxDB 1.x has no unsigned type and would store those above 2**63 negative).
 
-    "float32": an uncalibrated IEEE float32 parameter (array elements included), whose
-    decoded float64 is exactly a float32: the column is float32 again, written as its
-    shortest float32 text (``format_lines``). Calibrated and derived values are "float".
+    "float32": an uncalibrated IEEE float32 parameter (array elements included) or a
+    calibration declared ``engineering: float32``, whose decoded float64 is exactly a
+    float32: the column is float32 again, written as its shortest float32 text
+    (``format_lines``). Other calibrated values and derived values are "float".
     """
     columns: list[tuple[str, str, np.ndarray[Any, Any]]] = []
     for parameter in batch.packet.parameters:

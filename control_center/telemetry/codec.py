@@ -316,12 +316,19 @@ class PacketCodec:
             return np.array([bytes(v).hex() for v in raw.tolist()], dtype=object)
         if parameter.type == "boolean":
             return np.asarray(raw != 0)
-        if calibration.kind == "polynomial":
-            return _polynomial(raw, calibration.coefficients)
-        if calibration.kind == "table":
-            xs = np.array([x for x, _ in calibration.table])
-            ys = np.array([y for _, y in calibration.table])
-            return np.asarray(np.interp(raw.astype(np.float64), xs, ys))
+        if calibration.kind != "none":
+            if calibration.kind == "polynomial":
+                value = _polynomial(raw, calibration.coefficients)
+            else:
+                xs = np.array([x for x, _ in calibration.table])
+                ys = np.array([y for _, y in calibration.table])
+                value = np.asarray(np.interp(raw.astype(np.float64), xs, ys))
+            if calibration.engineering == "float32":
+                # Rounded once, here: every later stage sees the value that is stored.
+                # Out of float32's range is inf, as it would be on board.
+                with np.errstate(over="ignore"):
+                    return value.astype(np.float32).astype(np.float64)
+            return value
         if parameter.type == "float":
             return raw.astype(np.float64)
         if parameter.is_wide_unsigned:

@@ -97,6 +97,13 @@ class Calibration:
     kind: Literal["none", "polynomial", "table"] = "none"
     coefficients: tuple[float, ...] = ()
     table: tuple[tuple[float, float], ...] = ()
+    # The engineering value's float size, as XTCE's FloatParameterType sizeInBits:
+    # "float32" rounds each calibrated value to the nearest float32 once, at decode,
+    # so limits, alarms, tm/param and the archive see the value that is stored, and
+    # InfluxDB stores it as its shortest float32 text (``0.4882813``, not
+    # ``0.48828125000000006``). A 16-bit count needs no more: float32 resolves one part
+    # in 16.7 million, the count one in 65,536.
+    engineering: Literal["float64", "float32"] = "float64"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +143,12 @@ class Parameter:
 
     @property
     def is_float32(self) -> bool:
-        """An uncalibrated IEEE float32: its engineering value is exactly a float32,
-        stored as its shortest float32 text (docs/contracts.md, "InfluxDB contract")."""
-        return self.type == "float" and self.bit_length == 32 \
-            and self.calibration.kind == "none"
+        """An engineering value that is exactly a float32 (an uncalibrated IEEE float32,
+        or a calibration declared ``engineering: float32``), stored as its shortest
+        float32 text (docs/contracts.md, "InfluxDB contract")."""
+        if self.calibration.kind != "none":
+            return self.calibration.engineering == "float32"
+        return self.type == "float" and self.bit_length == 32
 
     @property
     def is_wide_unsigned(self) -> bool:

@@ -122,9 +122,17 @@ def _parse_limits(raw: Any, where: str, errors: Problems) -> Limits:
 def _parse_calibration(raw: Any, where: str, errors: Problems) -> Calibration:
     if raw is None:
         return Calibration()
+    if isinstance(raw, dict) and "engineering" in raw:
+        raw = dict(raw)
+        engineering = raw.pop("engineering")
+        if engineering not in ("float32", "float64"):
+            errors.add(where, f"calibration.engineering must be float32 or float64, not "
+                              f"{engineering!r}")
+            return Calibration()
+        return replace(_parse_calibration(raw, where, errors), engineering=engineering)
     if not isinstance(raw, dict) or len(raw) != 1:
         errors.add(where, "calibration must be {polynomial: [c0, c1, ...]} "
-                          "or {table: [[raw, eng], ...]}")
+                          "or {table: [[raw, eng], ...]}, and may add engineering: float32")
         return Calibration()
     (kind, value), = raw.items()
     if kind == "polynomial":

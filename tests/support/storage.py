@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from control_center.telemetry.records import DecodedBatch
@@ -45,3 +47,12 @@ _EDGES32 = np.array([0x00000001, 0x80000001, 0x007FFFFF, 0x00800000, 0x7F7FFFFF,
                      0x4B800000, 0x4B800001, 0x4B7FFFFF, 0x3DCCCCCD, 0x33D6BF95,
                      0x38D1B717, 0x15AE43FD, 0x95AE43FD, 0x15AE43FC, 0x15AE43FE],
                     dtype=np.uint32).view(np.float32)
+
+
+def same_float32(ours: Any, theirs: Any) -> bool:
+    """A value that is exactly a float32 (an uncalibrated float32 parameter, or a
+    calibration declared ``engineering: float32``), stored as its shortest float32 text
+    or decoded, against another's: both narrowed to float32 are the same bits, the sign
+    of zero included (space-packet-parser calibrates in float64; InfluxDB parses the
+    text to the nearest double)."""
+    return np.float32(float(ours)).tobytes() == np.float32(float(theirs)).tobytes()

@@ -460,8 +460,11 @@ def test_real_tmdb_round_trip(path: Path) -> None:
         for parameter in packet.parameters:
             name = parameter.name
             assert np.asarray(batch.raw[name]).tolist() == counts[name].tolist(), name
+            # A float32 engineering value is the calibration rounded to float32: within
+            # one float32 step of the reference's float64.
             np.testing.assert_allclose(np.asarray(batch.values[name], dtype=np.float64),
-                                       values[name].astype(np.float64), rtol=1e-12,
+                                       values[name].astype(np.float64),
+                                       rtol=2.0**-23 if parameter.is_float32 else 1e-12,
                                        err_msg=name)
 
 
@@ -550,3 +553,28 @@ def test_orbiter_orbit_doubles() -> None:
     assert batch.values["orbit_number"].tolist() == [65535]
     assert batch.values["in_eclipse"].tolist() == [True]
     assert batch.values["earth_visible"].tolist() == [False]
+
+
+@pytest.mark.parametrize("calibration", [
+    {"polynomial": [0.5, 3.0518509475997192e-05]},
+    {"polynomial": [-273.15, 0.01, 1e-7]},
+    {"table": [[-32768, -100.0], [0, 0.1], [32767, 77.7]]},
+])
+def test_a_float32_engineering_value_is_the_float64_calibration_rounded_once(
+        calibration: dict[str, Any]) -> None:
+    """``engineering: float32`` rounds the float64 calibration to float32 at decode,
+    nothing else: every count of a 16-bit field gives float32(the float64 value)."""
+    wide = single({"name": "q", "bit_length": 16, "type": "signed",
+                   "calibration": calibration})
+    narrow = single({"name": "q", "bit_length": 16, "type": "signed",
+                     "calibration": {**calibration, "engineering": "float32"}})
+    counts = np.arange(-32768, 32768, dtype=np.int64)
+    octets = counts.astype(">i2").view(np.uint8).reshape(-1, 2)
+    header = np.zeros((counts.size, 12), dtype=np.uint8)
+    matrix = np.hstack([header, octets, np.zeros((counts.size, 2), dtype=np.uint8)])
+    as64 = PacketCodec("test", wide).decode(matrix).values["q"]
+    as32 = PacketCodec("test", narrow).decode(matrix).values["q"]
+    assert as32.dtype == np.float64
+    assert as32.tobytes() == as64.astype(np.float32).astype(np.float64).tobytes()
+    assert (as32 != as64).sum() > 30000  # most float64 values are not float32s
+    assert narrow.parameters[0].is_float32 and not wide.parameters[0].is_float32

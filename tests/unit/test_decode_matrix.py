@@ -91,13 +91,19 @@ def reference_calibrate(parameter: Parameter, raw: Array) -> Array:
         return np.array([bytes(v).hex() for v in raw.tolist()], dtype=object)
     if parameter.type == "boolean":
         return np.asarray(raw != 0)
-    if calibration.kind == "polynomial":
-        return np.asarray(np.polynomial.polynomial.polyval(raw.astype(np.float64),
-                                                           calibration.coefficients))
-    if calibration.kind == "table":
-        xs = np.array([x for x, _ in calibration.table])
-        ys = np.array([y for _, y in calibration.table])
-        return np.asarray(np.interp(raw.astype(np.float64), xs, ys))
+    if calibration.kind != "none":
+        if calibration.kind == "polynomial":
+            value = np.asarray(np.polynomial.polynomial.polyval(raw.astype(np.float64),
+                                                                calibration.coefficients))
+        else:
+            xs = np.array([x for x, _ in calibration.table])
+            ys = np.array([y for _, y in calibration.table])
+            value = np.asarray(np.interp(raw.astype(np.float64), xs, ys))
+        # Added with `engineering: float32` (after the matrix decoder): rounded once.
+        if calibration.engineering == "float32":
+            with np.errstate(over="ignore"):
+                return value.astype(np.float32).astype(np.float64)
+        return value
     if parameter.type == "float":
         return raw.astype(np.float64)
     if parameter.is_wide_unsigned:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from control_center.pipeline.publisher import param_message
 from control_center.storage import contract as storage
 from control_center.storage.contract import (
     escape_tag,
@@ -20,7 +21,7 @@ from control_center.storage.contract import (
     format_lines_reference,
 )
 from control_center.telemetry.records import DecodedBatch
-from tests.support.storage import _EDGES, _EDGES32, COLUMNAR_ROWS, _batch
+from tests.support.storage import _EDGES, _EDGES32, COLUMNAR_ROWS, PACKET, _batch, same_float32
 
 
 def test_line_protocol_types_and_tags() -> None:
@@ -63,13 +64,6 @@ _FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
 _FLOATS32 = st.floats(allow_nan=True, allow_infinity=True, width=32)
 
 
-def _same_float32(stored: object, expected: float) -> bool:
-    """A stored float32 parameter (a float64 parsed from its text) narrows back to
-    exactly the decoded float32: the same bits, the sign of zero included."""
-    assert isinstance(stored, float)
-    return np.float32(stored).tobytes() == np.float32(expected).tobytes()
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(_EDGES) | _FLOATS, st.integers(0, 65535),
                           st.integers(0, 255), st.booleans(),
@@ -103,7 +97,7 @@ def test_columnar_lines_hold_exactly_the_reference_values(
                 if name == "voltage":
                     assert np.float64(stored).tobytes() == np.float64(expected).tobytes()
                 else:
-                    assert _same_float32(stored, expected)
+                    assert same_float32(stored, expected)
 
 
 def _float32_fields(text: bytes) -> list[float]:
@@ -122,6 +116,21 @@ def test_float32_parameters_are_written_at_their_real_precision() -> None:
         for text in (format_lines(batch, {}), format_lines_reference(batch, {})):
             first = text.decode().splitlines()[0]
             assert "ratio=7726.142," in first and "voltage=7726.14208984375," in first
+
+
+def test_a_float32_engineering_value_is_written_at_its_real_precision() -> None:
+    """A calibration declared ``engineering: float32`` is written as its shortest
+    float32 text on both paths, as tm/param carries it."""
+    voltage = replace(PACKET.parameters[0], calibration=replace(
+        PACKET.parameters[0].calibration, engineering="float32"))
+    packet = replace(PACKET, parameters=(voltage, *PACKET.parameters[1:]))
+    value = float(np.float32(0.01 * 2749))  # 27.489999771118164
+    for n in (2, COLUMNAR_ROWS):
+        batch = replace(_batch(n), packet=packet,
+                        values={**_batch(n).values, "voltage": np.full(n, value)})
+        for text in (format_lines(batch, {}), format_lines_reference(batch, {})):
+            assert text.decode().splitlines()[0].startswith("probe_hk voltage=27.49,")
+        assert b'"voltage":[27.49,' in param_message(batch)
 
 
 def test_every_float32_bit_pattern_narrows_back_from_its_stored_double() -> None:

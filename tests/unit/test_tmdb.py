@@ -69,6 +69,7 @@ def test_base_document_is_valid() -> None:
         ("mode", 96), ("altitude", 104), ("rate", 136)]
     assert nav.length == 12 + 1 + 4 + 2 + 2
     assert nav.parameter("rate").calibration == Calibration("polynomial", (0.0, 0.01))
+    assert not nav.parameter("rate").is_float32
     assert nav.parameter("rate").limits == Limits(-10.0, 10.0, -20.0, 20.0)
     assert tmdb.by_apid()[0x11].name == "power"
     assert tmdb.source == SOURCE
@@ -264,6 +265,10 @@ def test_unknown_keys_at_every_level() -> None:
     ({"calibration": {"spline": [1]}}, ("'rate'", "calibration: unknown kind 'spline'")),
     ({"calibration": {"table": [[0, 1], [0, 2]]}}, ("'rate'", "strictly increasing")),
     ({"calibration": {"polynomial": []}}, ("'rate'", "non-empty list of coefficients")),
+    ({"calibration": {"polynomial": [0, 1], "engineering": "float16"}},
+     ("'rate'", "calibration.engineering must be float32 or float64, not 'float16'")),
+    ({"calibration": {"engineering": "float32"}},
+     ("'rate'", "calibration must be {polynomial:")),
     ({"states": {0: "A"}}, ("'rate'", "states are only for type enum")),
     ({"overlay": "yes"}, ("'rate'", "overlay must be true or false")),
     ({"bit_offset": 40}, ("'rate'", "overlaps the packet headers")),
@@ -378,3 +383,13 @@ def test_unreadable_file(tmp_path: Path, kind: str) -> None:
         assert message == f"{path}: cannot read: Is a directory"
     else:
         assert message == f"{path}: cannot read: not UTF-8 text (invalid start byte at byte 12)"
+
+
+def test_a_calibration_may_declare_a_float32_engineering_value() -> None:
+    document = base_document()
+    nav_parameter(document, "rate")["calibration"] = {"table": [[0, 0.0], [100, 1.0]],
+                                                      "engineering": "float32"}
+    rate = parse_tmdb(document, SOURCE).packet("nav").parameter("rate")
+    assert rate.calibration == Calibration("table", table=((0.0, 0.0), (100.0, 1.0)),
+                                           engineering="float32")
+    assert rate.is_float32
