@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from space_packet_parser.generators import ccsds_generator
 from space_packet_parser.xtce.definitions import XtcePacketDefinition
@@ -39,6 +38,7 @@ from drivers.mqtt import make_client, raw_properties, raw_topic
 from simulators.runner import PacketGenerator, SimulatorService, make_model
 from tests.conftest import CONFIG, ISLS, count_points, wait_for_async
 from tests.support.dashboards import expand, non_null_values, series_of, targets
+from tests.support.storage import same_float32
 from tests.support.xtce_data import spp_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def same(parameter: Parameter, stored: Any, theirs: Any) -> bool:
         if stored is None:  # a non-finite value is left out of its point
             return not math.isfinite(float(theirs))
         if parameter.is_float32:  # stored as its shortest float32 text: exact as float32
-            return bool(np.float32(stored) == np.float32(float(theirs)))
+            return same_float32(stored, theirs)
         return math.isclose(float(stored), float(theirs), rel_tol=1e-12, abs_tol=1e-12)
     return bool(stored == int(theirs))
 

@@ -42,6 +42,7 @@ from control_center.telemetry.tmdb_yaml import load_tmdb, parse_tmdb
 from control_center.telemetry.xtce import import_xtce
 from control_center.telemetry.xtce.export import export_xtce, schema_path, validate_xtce
 from simulators.runner import PacketGenerator, make_model
+from tests.support.storage import same_float32
 
 PROJECT = Path(__file__).resolve().parents[2]
 LANDER_SAMPLE = PROJECT / "samples" / "lander-descent.tlm"
@@ -90,7 +91,8 @@ packets:
       - name: thermistor
         bit_length: 12
         type: unsigned
-        calibration: {table: [[0, -100.0], [1000, 0.0], [3000, 80.0], [4095, 150.0]]}
+        calibration: {table: [[0, -100.0], [1000, 0.0], [3000, 80.0], [4095, 150.0]],
+                      engineering: float32}
         unit: degC
         limits: {yellow: [-20.0, 50.0], red: [-40.0, 70.0]}
         limit_sets:
@@ -451,6 +453,8 @@ def check_type(doc: Document, parameter: Any, p: Parameter, *, dynamic: bool = F
                     "binary": "BinaryParameterType", "spare": "IntegerParameterType"}[p.type]
     if calibrated:
         expected_tag = "FloatParameterType"
+        size = {"float32": "32", "float64": "64"}[p.calibration.engineering]
+        assert kind.get("sizeInBits") == size, p.name  # the engineering value's size
     assert tag == expected_tag, p.name
     unit = kind.find("x:UnitSet/x:Unit", NS)
     assert (unit.text if unit is not None else "") == p.unit, p.name
@@ -459,7 +463,8 @@ def check_type(doc: Document, parameter: Any, p: Parameter, *, dynamic: bool = F
         if p.type == "float":
             encoding = kind.find("x:FloatDataEncoding", NS)
             assert encoding.get("encoding") == "IEEE754_1985"
-            assert kind.get("sizeInBits") == ("64" if calibrated else str(p.bit_length))
+            if not calibrated:
+                assert kind.get("sizeInBits") == str(p.bit_length)
         else:
             assert encoding.get("encoding") == ("twosComplement" if p.type == "signed"
                                                 else "unsigned"), p.name
@@ -861,6 +866,8 @@ def same_value(p: Parameter, ours: Any, raw: Any, theirs: Any) -> bool:
         # A polynomial of degree 2 and more: space-packet-parser sums the powers, numpy
         # runs Horner's scheme; they may differ in the last bit.
         exact = p.calibration.kind == "table" or len(p.calibration.coefficients) <= 2
+        if p.is_float32:  # rounded once from the float64 they compute
+            return same_float32(ours, theirs)
         return float(theirs) == float(ours) if exact else \
             math.isclose(float(theirs), float(ours), rel_tol=1e-12, abs_tol=1e-12)
     if p.type == "float":
@@ -991,6 +998,54 @@ def test_space_packet_parser_decodes_random_synthetic_packets_as_we_do(probe: Tm
             sequence_counts=np.arange(n), raw=True)
     assert compare_decoders(tmdb, export_xtce(tmdb), stream) == {
         "probe_hk": n, "probe_beacon": n, "probe_sci_a": n, "probe_sci_bc": n}
+
+
+ENGINEERING_YAML = """
+spacecraft: sizes
+packets:
+  - name: sizes
+    apid: 0x50
+    parameters:
+      - {name: count32, bit_length: 16, type: unsigned,
+         calibration: {polynomial: [-40.1, 0.0123], engineering: float32}}
+      - {name: count64, bit_length: 16, type: signed,
+         calibration: {polynomial: [-40.1, 0.0123], engineering: float64}}
+      - {name: ieee32, bit_length: 64, type: float,
+         calibration: {polynomial: [1.5, 0.1], engineering: float32}}
+      - {name: ieee64, bit_length: 32, type: float, calibration: {polynomial: [1.5, 0.1]}}
+      - {name: raw32, bit_length: 32, type: float}
+      - {name: table32, bit_length: 12, type: unsigned,
+         calibration: {table: [[0, -5.1], [4095, 100.3]], engineering: float32}}
+      - {name: pad, bit_length: 4, type: spare}
+"""
+
+
+def test_a_calibrations_engineering_size_is_its_size_in_bits_and_imports_back(
+        tmp_path: Path) -> None:
+    """``engineering: float32`` is FloatParameterType sizeInBits 32, float64 is 64: the
+    database imports back with it, and space-packet-parser's values, narrowed, are ours."""
+    tmdb = parse_tmdb(yaml.safe_load(ENGINEERING_YAML), "sizes.yaml")
+    document = export_xtce(tmdb)
+    assert validate_xtce(document) == []
+    doc = Document.read(document)
+    names = [p.name for p in tmdb.packets[0].parameters]
+    assert {name: doc.type_of(doc.parameters[name]).get("sizeInBits") for name in names} == {
+        "count32": "32", "count64": "64", "ieee32": "32", "ieee64": "64", "raw32": "32",
+        "table32": "32"}
+    path = tmp_path / "sizes.xml"
+    path.write_bytes(document)
+    back = parse_tmdb(import_xtce(path).document, "back")
+    assert [p.calibration.engineering for p in back.packets[0].parameters] == [
+        "float32", "float64", "float32", "float64", "float64", "float32"]
+    assert replace(back, source="") == replace(tmdb, source="")
+    rng = np.random.default_rng(32)
+    n = 300
+    packet = tmdb.packets[0]
+    stream = PacketCodec(tmdb.spacecraft, packet).encode(
+        {p.name: random_raw(p, rng, n) for p in packet.parameters},
+        coarse=2_100_000_000 + np.arange(n), fine=rng.integers(0, 65536, n),
+        sequence_counts=np.arange(n), raw=True)
+    assert compare_decoders(tmdb, document, stream) == {"sizes": n}
 
 
 # --------------------------------------------------------------------------- polymorphic

@@ -42,6 +42,7 @@ from control_center.telemetry.tmdb_yaml import parse_tmdb
 from control_center.telemetry.xtce import XTCE_11, XTCE_12, XtceImport, import_xtce
 from control_center.telemetry.xtce.export import export_xtce
 from tests.support import xtce_pymdb
+from tests.support.storage import same_float32
 from tests.support.xtce_data import spp_file
 
 RECEIVE_NS = 1_700_000_000_000_000_000
@@ -109,7 +110,8 @@ def spp_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def same_value(parameter: Parameter, ours: Any, ours_raw: Any, theirs: Any) -> bool:
     """One of our decoded values against space-packet-parser's: raw integers exactly,
-    IEEE floats exactly, calibrated values to 1e-12, enums by raw value and label."""
+    IEEE floats exactly, calibrated values to 1e-12 (engineering float32: theirs narrowed,
+    exactly), enums by raw value and label."""
     if parameter.type == "enum":
         return bool(int(ours_raw) == theirs.raw_value
                     and parameter.state_label(int(ours)) == str(theirs))
@@ -120,8 +122,11 @@ def same_value(parameter: Parameter, ours: Any, ours_raw: Any, theirs: Any) -> b
     if parameter.type == "binary":
         return bool(ours == bytes(theirs).hex())
     if parameter.calibration.kind != "none":
-        return math.isclose(float(ours), float(theirs), rel_tol=1e-12, abs_tol=1e-12) \
-            and float(ours_raw) == float(theirs.raw_value)
+        if float(ours_raw) != float(theirs.raw_value):
+            return False
+        if parameter.is_float32:  # rounded once from the float64 they compute
+            return same_float32(ours, theirs)
+        return math.isclose(float(ours), float(theirs), rel_tol=1e-12, abs_tol=1e-12)
     if parameter.type == "float":
         if math.isnan(float(theirs)):
             return math.isnan(float(ours))
@@ -343,6 +348,9 @@ def test_a_yamcs_pymdb_database_encodes_and_decodes_as_space_packet_parser_reads
     assert hk.parameter("load_current").calibration.coefficients == tuple(xtce_pymdb.POLYNOMIAL)
     assert hk.parameter("heater_power").calibration.table == tuple(zip(*xtce_pymdb.SPLINE,
                                                                        strict=True))
+    # pymdb's FloatParameter is 32 bits unless told: float32 engineering values
+    assert [hk.parameter(name).calibration.engineering
+            for name in ("load_current", "heater_power")] == ["float32", "float32"]
     # limits, persistence and the limit set that depends on the power subsystem's mode
     temperature = hk.parameter("board_temp")
     assert temperature.limits == Limits(-10.0, 40.0, -20.0, 50.0)
@@ -627,7 +635,7 @@ packets:
       - name: temp
         bit_length: 16
         type: signed
-        calibration: {table: [[-100, -50.0], [0, 0.0], [100, 75.5]]}
+        calibration: {table: [[-100, -50.0], [0, 0.0], [100, 75.5]], engineering: float32}
         unit: degC
         limits: {yellow: [-20.0, 40.0], red: [-30.0, 60.0]}
         persistence: 4
@@ -981,6 +989,105 @@ def test_what_is_not_supported_is_listed_once_with_its_line_and_the_rest_imports
     command = line_of(path, 'name="Command"')
     assert f"{where}:{command}: <SequenceContainer name='Command'> in /Probe: packet skipped: " \
         "a telecommand packet (CCSDS type 1)" in result.notes
+
+
+def calibrated_type(name: str, size: str | None, encoding: str = "integer",
+                    calibrator: str = "polynomial") -> str:
+    """A FloatParameterType of ``size`` (its sizeInBits; None: absent) over a 16-bit
+    integer or a 64-bit IEEE float, calibrated by ``-40.1 + 0.0123 x`` or a spline."""
+    kind = f' sizeInBits="{size}"' if size is not None else ""
+    inner = ('<PolynomialCalibrator><Term coefficient="-40.1" exponent="0"/>'
+             '<Term coefficient="0.0123" exponent="1"/></PolynomialCalibrator>'
+             if calibrator == "polynomial" else
+             '<SplineCalibrator><SplinePoint raw="0" calibrated="-5.1"/>'
+             '<SplinePoint raw="65535" calibrated="100.3"/></SplineCalibrator>')
+    raw = '<IntegerDataEncoding sizeInBits="16">' if encoding == "integer" \
+        else '<FloatDataEncoding sizeInBits="64">'
+    close = "</IntegerDataEncoding>" if encoding == "integer" else "</FloatDataEncoding>"
+    return (f'<FloatParameterType name="{name}"{kind}>{raw}<DefaultCalibrator>{inner}'
+            f"</DefaultCalibrator>{close}</FloatParameterType>")
+
+
+ENGINEERING_TYPES = "\n".join([
+    calibrated_type("S32", "32"), calibrated_type("S64", "64"), calibrated_type("ABSENT", None),
+    calibrated_type("S128", "128"), calibrated_type("SPLINE", None, calibrator="spline"),
+    calibrated_type("IEEE32", "32", encoding="float"),
+    calibrated_type("IEEE64", "64", encoding="float"),
+    '<FloatParameterType name="RAW64"><FloatDataEncoding sizeInBits="64"/></FloatParameterType>',
+    '<FloatParameterType name="RAWINT" sizeInBits="32"><IntegerDataEncoding sizeInBits="16"/>'
+    "</FloatParameterType>"])
+ENGINEERING_NAMES = ("S32", "S64", "ABSENT", "S128", "SPLINE", "IEEE32", "IEEE64", "RAW64",
+                     "RAWINT")
+
+
+def engineering_file(directory: Path) -> Path:
+    """One packet holding a parameter of each of ENGINEERING_TYPES, named like it."""
+    parameters = "".join(f'<Parameter name="{n}" parameterTypeRef="{n}"/>'
+                         for n in ENGINEERING_NAMES)
+    return write(directory, probe(ENGINEERING_TYPES, parameters,
+                                  packet_xml("Cal", 5, refs(*ENGINEERING_NAMES))))
+
+
+def test_a_calibrated_floats_size_in_bits_is_its_engineering_size(tmp_path: Path) -> None:
+    """FloatParameterType sizeInBits, the engineering value's size: 32 and absent (XTCE
+    1.2's default, SpaceSystem.xsd) a float32, 64 a float64, 128 a float64 with a note;
+    over an integer or an IEEE float, a polynomial or a spline. A raw value keeps its
+    encoding's size, whatever the type says."""
+    path = engineering_file(tmp_path)
+    result = import_xtce(path)
+    packet = tmdb_of(result).packet("cal")
+    engineering = {p.name: (p.calibration.kind, p.calibration.engineering, p.is_float32)
+                   for p in packet.parameters}
+    assert engineering == {
+        "s32": ("polynomial", "float32", True), "s64": ("polynomial", "float64", False),
+        "absent": ("polynomial", "float32", True), "s128": ("polynomial", "float64", False),
+        "spline": ("table", "float32", True), "ieee32": ("polynomial", "float32", True),
+        "ieee64": ("polynomial", "float64", False), "raw64": ("none", "float64", False),
+        "rawint": ("none", "float64", False)}
+    assert (packet.parameter("raw64").type, packet.parameter("raw64").bit_length) == \
+        ("float", 64)
+    # The document a YAML file gets: engineering: float32 beside the calibrator, nothing
+    # for a float64.
+    (document,) = result.document["packets"]
+    calibrations = {p["name"]: p.get("calibration") for p in document["parameters"]}
+    assert calibrations["s32"] == {"polynomial": [-40.1, 0.0123], "engineering": "float32"}
+    assert calibrations["s64"] == {"polynomial": [-40.1, 0.0123]}
+    assert result.unsupported == ()
+    line = line_of(path, 'name="S128"')
+    assert [n for n in result.notes if "engineering" in n] == [
+        f"{path}:{line}: <FloatParameterType name='S128'> in /Probe: a 128-bit engineering "
+        "float is not supported: the calibrated value is a float64"]
+
+
+def test_a_float32_engineering_value_decodes_as_the_float64_calibration_rounded_once(
+        tmp_path: Path) -> None:
+    """Through an imported TMDB, a sizeInBits 32 calibration decodes to exactly
+    float32(the float64 calibration); sizeInBits 64 to the float64 itself, and a raw
+    float64 stays a float64."""
+    tmdb = tmdb_of(import_xtce(engineering_file(tmp_path)))
+    packet = tmdb.packet("cal")
+    counts = np.arange(0, 65536, 16)
+    n = len(counts)
+    rng = np.random.default_rng(32)
+    floats = rng.normal(0.0, 1e4, n)
+    values = {p.name: floats if p.type == "float" else counts for p in packet.parameters}
+    data = PacketCodec(tmdb.spacecraft, packet).encode(
+        values, coarse=0, fine=0, sequence_counts=np.arange(n), raw=True)
+    ours, errors = decode_ours(tmdb, data)
+    assert not errors and len(ours) == n
+
+    def column(name: str) -> np.ndarray[Any, Any]:
+        return np.array([ours[(5, i)].value(name) for i in range(n)], dtype=np.float64)
+
+    by_count = -40.1 + 0.0123 * counts.astype(np.float64)
+    by_float = -40.1 + 0.0123 * floats
+    for name, float64 in (("s32", by_count), ("absent", by_count), ("ieee32", by_float)):
+        assert column(name).tobytes() == float64.astype(np.float32).astype(np.float64).tobytes()
+        assert (column(name) != float64).sum() > n // 2, name  # not float64 values
+    for name, float64 in (("s64", by_count), ("s128", by_count), ("ieee64", by_float)):
+        assert column(name).tobytes() == float64.tobytes(), name
+    assert column("raw64").tobytes() == floats.tobytes()
+    assert (floats.astype(np.float32) != floats).all()  # a float32 would not hold them
 
 
 # ------------------------------------------------------------------ broken and hostile

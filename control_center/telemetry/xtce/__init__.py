@@ -24,12 +24,13 @@ imports back exactly, and reads what real mission files use:
   ``select`` (``> 1`` as the list of raw values it allows). A restriction may also test
   the container's own fields, as the ISLS profile writes ``select``.
 - Types: integer (any size up to 64 bits, either byte order), float (IEEE 754 32/64 or
-  an integer with a calibrator), enumerated (``maxValue`` ranges too), boolean, string
-  and binary (fixed, or dynamic: ``size``), absolute and relative time, aggregates
-  (flattened into ``<param>_<member>``), arrays (fixed: ``array: N``; dynamic:
-  ``array: COUNTER`` or ``expand``), polynomial and first-order spline calibrators,
-  units, static alarm ranges (limits), context alarms on an enum (limit sets),
-  ``minViolations`` (persistence).
+  an integer with a calibrator; a calibrated one's ``sizeInBits``, 32 unless given, is
+  its ``engineering`` float32 or float64), enumerated (``maxValue`` ranges too),
+  boolean, string and binary (fixed, or dynamic: ``size``), absolute and relative time,
+  aggregates (flattened into ``<param>_<member>``), arrays (fixed: ``array: N``;
+  dynamic: ``array: COUNTER`` or ``expand``), polynomial and first-order spline
+  calibrators, units, static alarm ranges (limits), context alarms on an enum (limit
+  sets), ``minViolations`` (persistence).
 
 What is not supported is listed once per element, with its line, in
 :attr:`XtceImport.unsupported`; what was taken with a change is in

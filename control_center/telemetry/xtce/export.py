@@ -177,6 +177,12 @@ def _calibrator(calibration: Calibration) -> list[Element]:
     return []
 
 
+def _engineering_bits(parameter: Parameter) -> str:
+    """A calibrated value's FloatParameterType sizeInBits: its engineering float size
+    (the importer reads an absent one as XTCE's default, 32)."""
+    return "32" if parameter.calibration.engineering == "float32" else "64"
+
+
 def _alarm_ranges(limits: Limits) -> list[Element]:
     """Yellow as WarningRange, red as CriticalRange. The ranges are the values in
     limits (rangeForm "outside", XTCE's default): limits.py counts a value equal to a
@@ -473,8 +479,8 @@ class _Export:
         if p.type in ("unsigned", "signed"):
             encoding = self.integer_encoding(p, where, signed=p.type == "signed")
             if calibrated:
-                return X.FloatParameterType({**name, "sizeInBits": "64"}, *unit, encoding,
-                                            *alarms)
+                return X.FloatParameterType({**name, "sizeInBits": _engineering_bits(p)},
+                                            *unit, encoding, *alarms)
             return X.IntegerParameterType(
                 {**name, "signed": "true" if p.type == "signed" else "false",
                  "sizeInBits": str(p.bit_length)}, *unit, encoding, *alarms)
@@ -482,7 +488,7 @@ class _Export:
             encoding = X.FloatDataEncoding(
                 {"sizeInBits": str(p.bit_length), "encoding": "IEEE754_1985",
                  **self.byte_order(p, where)}, *_calibrator(p.calibration))
-            size_in_bits = "64" if calibrated else str(p.bit_length)
+            size_in_bits = _engineering_bits(p) if calibrated else str(p.bit_length)
             return X.FloatParameterType({**name, "sizeInBits": size_in_bits}, *unit, encoding,
                                         *alarms)
         if p.type == "enum":

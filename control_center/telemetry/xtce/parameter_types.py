@@ -6,6 +6,7 @@ imported."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from control_center.telemetry.xtce.alarms import AlarmReader
 from control_center.telemetry.xtce.elements import IGNORED
@@ -114,6 +115,9 @@ class TypeReader(TreeReader):
             if not problem and values["calibration"] is None:
                 self.note(element, system, "a float of an integer encoding without "
                           "calibrator: the integer as it is")
+            if not problem:
+                values["calibration"] = self._engineering(system, element,
+                                                          values["calibration"])
             return ParameterType(element, system, "float", problem=problem, **values)
         bits = self.integer(encoding, system, encoding.get("sizeInBits"), "sizeInBits",
                             default=32)
@@ -125,8 +129,26 @@ class TypeReader(TreeReader):
             return ParameterType(element, system, "float", problem=f"a {bits}-bit float is not "
                                  "supported (IEEE 754 32 or 64 bits are)")
         order = byte_order(encoding, bits) or "big"
+        calibration = self._engineering(system, element,
+                                        self.encodings.calibrator(system, encoding))
         return ParameterType(element, system, "float", ptype="float", bits=bits, byte_order=order,
-                             calibration=self.encodings.calibrator(system, encoding))
+                             calibration=calibration)
+
+    def _engineering(self, system: System, element: Xml, calibration: dict[str, Any] | None
+                     ) -> dict[str, Any] | None:
+        """A calibration with its engineering float size, the FloatParameterType's
+        sizeInBits. Absent, it is 32: schemas/SpaceSystem.xsd, FloatDataType's sizeInBits
+        (FloatSizeInBitsType: 32, 64 or 128) has default="32", and Yamcs follows it."""
+        if calibration is None:
+            return None  # a raw value keeps its encoding's size, a float64 too
+        bits = self.integer(element, system, element.get("sizeInBits"), "sizeInBits",
+                            default=32)
+        if bits == 32:
+            return {**calibration, "engineering": "float32"}
+        if bits != 64:
+            self.note(element, system, f"a {bits}-bit engineering float is not supported: "
+                      "the calibrated value is a float64")
+        return calibration
 
     def _enum_type(self, system: System, element: Xml) -> ParameterType:
         encoding, problem = self.encodings.encoding_of(system, element, ("IntegerDataEncoding",))
