@@ -15,6 +15,7 @@ Dashboards, reports and tests read the measurement names from here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import math
 from collections.abc import Mapping
@@ -166,11 +167,31 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
         for index in np.flatnonzero(~finite).tolist():
             rows[index] = format_lines_reference(batch.take(np.array([index])), tags)
         return b"".join(rows)
-    prefix = _prefix(batch, tags)
-    frame = pl.DataFrame({f"c{i}": column for i, (_, _, column) in enumerate(columns)}
-                         | {"time": batch.times_ns.astype(np.int64, copy=False)})
+    # From a list of Series: a third faster than from a dict of arrays (220 against
+    # 330 µs for lander_nav's 19 columns), a fixed cost paid by every live batch.
+    frame = pl.DataFrame([pl.Series(f"c{i}", column) for i, (_, _, column) in enumerate(columns)]
+                         + [pl.Series("time", batch.times_ns.astype(np.int64, copy=False))])
+    each, joined = _line_expressions(_prefix(batch, tags),
+                                     tuple((name, kind) for name, kind, _ in columns))
+    if n <= _JOINED_MAX_ROWS:
+        # One string out of polars, the lines joined in Rust: 1.1-1.5x faster than its
+        # CSV writer from 100 to 3,000 packets (the live batches at high rates).
+        text: str = frame.select(joined).item()
+        return text.encode() + b"\n"
+    out = io.BytesIO()  # big batches (an import): the CSV writer is the faster
+    frame.select(each).write_csv(out, include_header=False, quote_style="never",
+                                 line_terminator="\n")
+    return out.getvalue()
+
+
+@functools.lru_cache(maxsize=1024)
+def _line_expressions(prefix: str, fields: tuple[tuple[str, str], ...]
+                      ) -> tuple[pl.Expr, pl.Expr]:
+    """The polars expressions of a packet type's lines (one line per row, and the lines
+    joined), built once per measurement, tags and fields: building them took about a
+    third of ``format_lines``' time for a live batch of a hundred packets."""
     pieces: list[pl.Expr] = []
-    for i, (name, kind, _) in enumerate(columns):
+    for i, (name, kind) in enumerate(fields):
         # A Float32 column's text is its shortest float32 round-trip text.
         text = (pl.col(f"c{i}").cast(pl.Float32) if kind == "float32"
                 else pl.col(f"c{i}")).cast(pl.String)
@@ -179,15 +200,8 @@ def format_lines(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
         if kind == "int":
             pieces.append(pl.lit("i"))
     pieces += [pl.lit(" "), pl.col("time").cast(pl.String)]
-    lines = frame.select(pl.concat_str(pieces).alias("line"))
-    if n <= _JOINED_MAX_ROWS:
-        # One string out of polars, the lines joined in Rust: 1.1-1.5x faster than its
-        # CSV writer from 100 to 3,000 packets (the live batches at high rates).
-        joined: str = lines.select(pl.col("line").str.join("\n")).item()
-        return joined.encode() + b"\n"
-    out = io.BytesIO()  # big batches (an import): the CSV writer is the faster
-    lines.write_csv(out, include_header=False, quote_style="never", line_terminator="\n")
-    return out.getvalue()
+    line = pl.concat_str(pieces).alias("line")
+    return line, line.str.join("\n")
 
 
 async def format_lines_off_loop(batch: DecodedBatch, tags: Mapping[str, str]) -> bytes:
