@@ -189,3 +189,11 @@ def test_crc_checked_a_block_of_rows_at_a_time(monkeypatch: pytest.MonkeyPatch) 
     assert result.errors == {"bad_crc": sum(corrupt)}
     rows = np.frombuffer(buffer, dtype=np.uint8).reshape(100, 40)
     assert _crc_rows(rows[:, :-2]).tolist() == [crc16(bytes(r[:-2])) for r in rows]
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 41, 42, 255])
+def test_the_numpy_crc_two_octets_a_step_equals_crc_hqx(width: int) -> None:
+    """Odd widths end with one octet step; a column slice (not contiguous) is read as is."""
+    rng = np.random.default_rng(width)
+    rows = rng.integers(0, 256, (300, width + 2), dtype=np.uint8)[:, 1:-1]
+    assert _crc_rows(rows).tolist() == [crc16(bytes(r)) for r in rows]
