@@ -119,10 +119,12 @@ def _double_rounded(column: np.ndarray[Any, Any]) -> npt.NDArray[np.bool_]:
     return np.asarray(magnitudes == _DOUBLE_ROUNDED_FLOAT32, dtype=np.bool_)
 
 
-# Polars costs about 1 ms a call to set up (17 fields): below this many packets (the
-# live 10 Hz stream between bursts) the one-packet-at-a-time path is the faster one
-# (lander_nav, 2026-11-30: 0.9 against 1.1 ms at 64 packets, 1.4 against 1.2 at 100).
-_COLUMNAR_MIN_ROWS = 100
+# Polars costs about 0.8 ms a call to set up (17 fields, the expressions cached):
+# below this many packets (the live 10 Hz stream between bursts) the
+# one-packet-at-a-time path is the faster one (lander_nav, 2026-11-30, interleaved
+# medians: 1.03 against 0.93 ms at 32 packets, 0.85 against 0.91 at 48, 0.89 against
+# 1.51 at 100; before the expressions were cached the crossover was near 100).
+_COLUMNAR_MIN_ROWS = 40
 # Up to this many packets polars joins the lines itself; above, its CSV writer wins.
 _JOINED_MAX_ROWS = 5000
 
