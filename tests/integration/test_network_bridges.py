@@ -7,7 +7,6 @@ centers: test_network_partner.py."""
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,43 +17,19 @@ from control_center.network.bridges import bridge_name, station_bridges
 from control_center.network.sites import Network, load_network
 from control_center.operations.servers import MosquittoServer, free_port
 from drivers.mqtt import make_client, parse_ert, raw_properties, raw_topic
+from tests.support.network import site_toml, spacecraft_toml, write_network
 
 ERT_NS = 1_800_000_000_000_000_000
 MESSAGES = 400
 
 
 def network_file(tmp_path: Path) -> Network:
-    ports = [free_port() for _ in range(6)]
-    path = tmp_path / "network.toml"
-    tmdb = Path(__file__).resolve().parents[2] / "config" / "tmdb" / "lander.yaml"
-    path.write_text(textwrap.dedent(f"""
-        [network]
-        state_dir = "{tmp_path / 'state'}"
-        [[spacecraft]]
-        name = "lander-1"
-        mission = "ISLS-1"
-        tmdb = "{tmdb}"
-        simulator = "lander"
-        [[site]]
-        name = "bear-lakes"
-        kind = "station"
-        agency = "roscosmos"
-        mqtt_port = {ports[0]}
-        hears = ["lander-1"]
-        [[site]]
-        name = "moscow"
-        kind = "center"
-        agency = "roscosmos"
-        mqtt_port = {ports[1]}
-        influx_port = {ports[2]}
-        [[site]]
-        name = "beijing"
-        kind = "center"
-        agency = "cnsa"
-        mqtt_port = {ports[3]}
-        influx_port = {ports[4]}
-        """))
-    return load_network(path)
+    return load_network(write_network(
+        tmp_path, spacecraft_toml(["lander-1"], simulator="lander"),
+        site_toml("bear-lakes", "station", "roscosmos", free_port(), hears=["lander-1"]),
+        site_toml("moscow", "center", "roscosmos", free_port(), free_port()),
+        site_toml("beijing", "center", "cnsa", free_port(), free_port()),
+        state_dir=tmp_path / "state"))
 
 
 def settings(port: int) -> MqttSettings:

@@ -7,7 +7,6 @@ spacecraft and hour; an InfluxDB that is down is reported by name, URL and reaso
 from __future__ import annotations
 
 import contextlib
-import textwrap
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from control_center.network.compare import (
 from control_center.network.sites import Network, load_network
 from control_center.operations.servers import InfluxServer, free_port
 from control_center.storage.contract import INGEST_MEASUREMENT
+from tests.support.network import TMDB, agreement_toml, site_toml, spacecraft_toml, write_network
 
 T0 = 1_800_000_000_000_000_000  # 2027-01-15 08:00:00 UTC, the start of an hour
 DATABASE = "isls"
@@ -35,7 +35,6 @@ DATABASE = "isls"
 PACKETS = (("lander_nav", "lander-1", 5), ("lander_power", "lander-1", 2),
            ("orbiter_nav", "orbiter-1", 4))
 HOURS = 3
-TMDB = Path(__file__).resolve().parents[2] / "config" / "tmdb"
 
 
 @dataclass
@@ -50,36 +49,14 @@ def ground(tmp_path: Path) -> Iterator[Ground]:
     agreement forwards lander-1's raw telemetry (and orbiter-1's decoded parameters
     only, which are not stored as packets)."""
     ports = {name: (free_port(), free_port()) for name in ("moscow", "beijing", "partner-esa")}
-    path = tmp_path / "network.toml"
-    sites = "".join(textwrap.dedent(f"""
-        [[site]]
-        name = "{name}"
-        kind = "{'partner' if name.startswith('partner') else 'center'}"
-        agency = "{name}"
-        mqtt_port = {mqtt}
-        influx_port = {influx}
-        """) for name, (mqtt, influx) in ports.items())
-    path.write_text(textwrap.dedent(f"""
-        [network]
-        state_dir = "{tmp_path / 'state'}"
-        [[spacecraft]]
-        name = "lander-1"
-        tmdb = "{TMDB / 'lander.yaml'}"
-        [[spacecraft]]
-        name = "orbiter-1"
-        tmdb = "{TMDB / 'orbiter.yaml'}"
-        [[agreement]]
-        center = "moscow"
-        partner = "partner-esa"
-        spacecraft = ["lander-1"]
-        data = ["raw", "param"]
-        [[agreement]]
-        center = "beijing"
-        partner = "partner-esa"
-        spacecraft = ["orbiter-1"]
-        data = ["param"]
-        """) + sites)
-    network = load_network(path)
+    network = load_network(write_network(
+        tmp_path, spacecraft_toml(["lander-1"], tmdb=TMDB / "lander.yaml"),
+        spacecraft_toml(["orbiter-1"], tmdb=TMDB / "orbiter.yaml"),
+        agreement_toml("moscow", "partner-esa", ["lander-1"], ["raw", "param"]),
+        agreement_toml("beijing", "partner-esa", ["orbiter-1"], ["param"]),
+        *(site_toml(name, "partner" if name.startswith("partner") else "center", name,
+                    mqtt, influx) for name, (mqtt, influx) in ports.items()),
+        state_dir=tmp_path / "state"))
     with contextlib.ExitStack() as stack:
         influx = {name: stack.enter_context(InfluxServer(tmp_path / name, influx_port))
                   for name, (_, influx_port) in ports.items()}

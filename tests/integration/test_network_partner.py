@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import io
 import json
-import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -47,8 +46,8 @@ from control_center.telemetry.tmdb import Tmdb
 from drivers.mqtt import ALARM_COMMAND_TOPIC, alarms_topic, make_client, param_topic, raw_topic
 from drivers.paho_adapter import publish_refusals
 from tests.conftest import wait_for_async
+from tests.support.network import agreement_toml, site_toml, spacecraft_toml, write_network
 
-TMDB = Path(__file__).resolve().parents[2] / "config" / "tmdb" / "lander.yaml"
 # Blanks and a '#' inside: a password travels whole through the bridge's config line.
 PASSWORDS = {"ISLS_NETWORK_PASSWORD_PARTNER_ESA": "esa pass #1",
              "ISLS_NETWORK_PASSWORD_BRIDGE_MOSCOW": "moscow pass #2",
@@ -63,37 +62,24 @@ END = b"end"  # published last on a shared topic: everything before it has been 
 ANSWER = 1.0  # s: a probe's wait for the far sides before the next probe
 
 
-def write_network(tmp_path: Path, sites: str, agreements: str = "") -> Network:
-    path = tmp_path / "network.toml"
-    spacecraft = "".join(f'[[spacecraft]]\nname = "{name}"\nmission = "ISLS-1"\n'
-                         f'tmdb = "{TMDB}"\n' for name in SPACECRAFT)
-    path.write_text(f'[network]\nstate_dir = "{tmp_path / "state"}"\n{spacecraft}'
-                    f'{textwrap.dedent(sites)}{textwrap.dedent(agreements)}')
-    return load_network(path)
+def network_of(tmp_path: Path, *tables: str) -> Network:
+    return load_network(write_network(tmp_path, spacecraft_toml(SPACECRAFT), *tables,
+                                      state_dir=tmp_path / "state"))
 
 
 def site(name: str, kind: str) -> str:
-    influx = "" if kind == "station" else f"influx_port = {free_port()}\n"
-    return (f'[[site]]\nname = "{name}"\nkind = "{kind}"\nagency = "{name}"\n'
-            f'mqtt_port = {free_port()}\n{influx}')
+    """A site of its own agency, on free ports."""
+    return site_toml(name, kind, name, free_port(),
+                     None if kind == "station" else free_port())
 
 
 def partner_network(tmp_path: Path) -> Network:
     """Moscow shares lander-1's raw packets and alarms, Beijing orbiter-1's parameters;
     nobody shares lander-2."""
-    return write_network(tmp_path, site("moscow", "center") + site("beijing", "center")
-                         + site("partner-esa", "partner"), """
-        [[agreement]]
-        center = "moscow"
-        partner = "partner-esa"
-        spacecraft = ["lander-1"]
-        data = ["raw", "alarms"]
-        [[agreement]]
-        center = "beijing"
-        partner = "partner-esa"
-        spacecraft = ["orbiter-1"]
-        data = ["param"]
-        """)
+    return network_of(tmp_path, site("moscow", "center"), site("beijing", "center"),
+                      site("partner-esa", "partner"),
+                      agreement_toml("moscow", "partner-esa", ["lander-1"], ["raw", "alarms"]),
+                      agreement_toml("beijing", "partner-esa", ["orbiter-1"], ["param"]))
 
 
 def locked_partner(network: Network, tmp_path: Path) -> PartnerBroker:
@@ -283,8 +269,8 @@ def test_a_center_brings_a_partner_exactly_its_agreement(tmp_path: Path,
 
 
 def centers_network(tmp_path: Path) -> Network:
-    return write_network(tmp_path, site("moscow", "center") + site("beijing", "center")
-                         + site("delhi", "center"))
+    return network_of(tmp_path, site("moscow", "center"), site("beijing", "center"),
+                      site("delhi", "center"))
 
 
 def command(action: str, alarm_id: str, by: str) -> bytes:
@@ -372,7 +358,7 @@ def test_an_acknowledgement_at_one_center_is_seen_at_the_other(
     """Two centers' ingests decode the same lander packets; Beijing had seen two earlier
     alarms of the parameter, so it numbers the same alarm 3 where Moscow numbers it 1.
     ``isls alarms ack`` at Moscow, by Moscow's id, acknowledges it at both."""
-    network = write_network(tmp_path, site("moscow", "center") + site("beijing", "center"))
+    network = network_of(tmp_path, site("moscow", "center"), site("beijing", "center"))
     centers = network.of_kind("center")
     brokers = {c.name: MosquittoServer(tmp_path / c.name, c.mqtt_port,
                                        bridges=tuple(center_bridges(network, c, {})))

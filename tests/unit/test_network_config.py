@@ -22,73 +22,23 @@ from control_center.network.accounts import (
 from control_center.network.bridges import center_bridges, station_bridges
 from control_center.network.run import Backlog, backlog_json, site_config
 from control_center.network.sites import Network, load_network
+from tests.support.network import agreement_toml, site_toml, spacecraft_toml, write_network
 
-TMDB = Path(__file__).resolve().parents[2] / "config" / "tmdb" / "lander.yaml"
 PASSWORDS = {"ISLS_NETWORK_PASSWORD_PARTNER_ESA": "esa secret",
              "ISLS_NETWORK_PASSWORD_BRIDGE_MOSCOW": "moscow secret",
              "ISLS_NETWORK_PASSWORD_BRIDGE_BEIJING": "beijing secret"}
 
-SPACECRAFT = "".join(f"""
-[[spacecraft]]
-name = "{name}"
-mission = "ISLS-1"
-tmdb = "{TMDB}"
-""" for name in ("lander-1", "orbiter-1", "lander-2"))
-
-SITES = """
-[[site]]
-name = "bear-lakes"
-kind = "station"
-agency = "roscosmos"
-mqtt_port = 20001
-hears = ["lander-1", "orbiter-1"]
-
-[[site]]
-name = "moscow"
-kind = "center"
-agency = "roscosmos"
-mqtt_port = 20011
-influx_port = 20012
-
-[[site]]
-name = "beijing"
-kind = "center"
-agency = "cnsa"
-mqtt_port = 20021
-influx_port = 20022
-
-[[site]]
-name = "partner-esa"
-kind = "partner"
-agency = "esa"
-mqtt_port = 20031
-influx_port = 20032
-"""
-
-AGREEMENTS = """
-[[agreement]]
-center = "moscow"
-partner = "partner-esa"
-spacecraft = ["lander-1"]
-data = ["alarms", "raw"]
-
-[[agreement]]
-center = "beijing"
-partner = "partner-esa"
-spacecraft = ["orbiter-1"]
-data = ["param"]
-"""
-
-
-def write_network(tmp_path: Path, sites: str = SITES, agreements: str = AGREEMENTS,
-                  extra: str = "") -> Path:
-    path = tmp_path / "network.toml"
-    path.write_text(SPACECRAFT + sites + agreements + extra, encoding="utf-8")
-    return path
+SPACECRAFT = spacecraft_toml(["lander-1", "orbiter-1", "lander-2"])
+SITES = (site_toml("bear-lakes", "station", "roscosmos", 20001, hears=["lander-1", "orbiter-1"])
+         + site_toml("moscow", "center", "roscosmos", 20011, 20012)
+         + site_toml("beijing", "center", "cnsa", 20021, 20022)
+         + site_toml("partner-esa", "partner", "esa", 20031, 20032))
+AGREEMENTS = (agreement_toml("moscow", "partner-esa", ["lander-1"], ["alarms", "raw"])
+              + agreement_toml("beijing", "partner-esa", ["orbiter-1"], ["param"]))
 
 
 def network(tmp_path: Path, sites: str = SITES) -> Network:
-    return load_network(write_network(tmp_path, sites))
+    return load_network(write_network(tmp_path, SPACECRAFT, sites, AGREEMENTS))
 
 
 @pytest.mark.parametrize(("sites", "agreements", "key", "reason"), [
@@ -107,7 +57,7 @@ def network(tmp_path: Path, sites: str = SITES) -> Network:
 def test_network_file_errors_name_file_key_and_reason(tmp_path: Path, sites: str,
                                                       agreements: str, key: str,
                                                       reason: str) -> None:
-    path = write_network(tmp_path, sites, agreements)
+    path = write_network(tmp_path, SPACECRAFT, sites, agreements)
     with pytest.raises(ConfigError) as caught:
         load_network(path)
     assert (caught.value.source, caught.value.key) == (str(path), key)
@@ -180,15 +130,7 @@ def test_alarm_commands_travel_a_tree_of_centers(tmp_path: Path) -> None:
     """Two connections that both send a command out would loop it for ever (the docstring
     of bridges.py): with three centers each non-hub center opens exactly one command
     connection, to the hub, and the hub none."""
-    third = SITES + textwrap.dedent("""
-        [[site]]
-        name = "delhi"
-        kind = "center"
-        agency = "isro"
-        mqtt_port = 20041
-        influx_port = 20042
-        """)
-    net = network(tmp_path, third)
+    net = network(tmp_path, SITES + site_toml("delhi", "center", "isro", 20041, 20042))
     edges: list[tuple[str, str]] = []
     for center in net.of_kind("center"):
         lines = center_bridges(net, center, PASSWORDS)
