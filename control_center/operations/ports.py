@@ -28,12 +28,14 @@ import random
 import socket
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 # The pool's floor: below it lie the well-known and registered services that a
 # machine commonly runs (databases, brokers, development servers).
 POOL_FLOOR = 20000
-# A pool smaller than this (an unusual ephemeral range) is not worth searching.
+# A pool smaller than this (an unusual ephemeral range) is not worth searching: the
+# kernel's own choices are taken instead, reserved the same way.
 MINIMUM_POOL = 1000
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
@@ -99,16 +101,23 @@ def _kernel_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _candidates() -> Iterator[int]:
+    """Ports to try: the pool from a random start, or, where the ephemeral range leaves
+    no pool worth the name, the kernel's choices (reserved all the same)."""
+    pool = port_pool(ephemeral_range())
+    if len(pool) >= MINIMUM_POOL:
+        start = random.randrange(len(pool))
+        for offset in range(len(pool)):
+            yield pool[(start + offset) % len(pool)]
+    for _ in range(1000):
+        yield _kernel_port()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing holds now and that neither the kernel nor
     another of our processes will hand out while this process lives."""
-    pool = port_pool(ephemeral_range())
-    if len(pool) < MINIMUM_POOL:
-        return _kernel_port()
     with _lock:
-        start = random.randrange(len(pool))
-        for offset in range(len(pool)):
-            port = pool[(start + offset) % len(pool)]
+        for port in _candidates():
             if port in _reserved or not _reserve(port):
                 continue
             if not _bindable(port):
@@ -116,4 +125,4 @@ def free_port() -> int:
                 continue
             _reserved.add(port)
             return port
-    return _kernel_port()  # every port of the pool is taken: the kernel's choice
+    raise OSError("no free TCP port on 127.0.0.1")
