@@ -100,9 +100,9 @@ class Calibration:
     # The engineering value's float size, as XTCE's FloatParameterType sizeInBits:
     # "float32" rounds each calibrated value to the nearest float32 once, at decode,
     # so limits, alarms, tm/param and the archive see the value that is stored, and
-    # InfluxDB stores it as its shortest float32 text (``0.4882813``, not
-    # ``0.48828125000000006``). A 16-bit count needs no more: float32 resolves one part
-    # in 16.7 million, the count one in 65,536.
+    # InfluxDB stores it as its shortest float32 text (a quaternion count of 16000:
+    # ``0.48829615``, not ``0.4882961516159551``). A 16-bit count needs no more: float32
+    # resolves one part in 16.7 million, the count one in 65,536.
     engineering: Literal["float64", "float32"] = "float64"
 
 
